@@ -1,0 +1,796 @@
+"""Plain, validated, JSON-normalised records: what a prediction *is*, before it is a span or a row.
+
+Nothing here touches the database or OpenTelemetry. A :class:`PredictionRecord` is built by
+:meth:`PredictionRecord.create` (which validates every argument and normalises payloads to JSON),
+redacted by :meth:`PredictionRecord.redact`, and then handed to the writer in
+:mod:`ml_audit.store`, which refuses records that were not redacted.
+
+JSON normalisation (:func:`to_json`) turns real-world values into JSON without ``TypeError``:
+
+=====================================  =========================================================
+input                                  stored as
+=====================================  =========================================================
+``Decimal``                            string, exactly (``Decimal("0.10")`` -> ``"0.10"``)
+``datetime`` / ``date`` / ``time``     ISO 8601 string (offset kept when aware)
+``UUID``                               canonical string
+``Enum``                               its ``.value``, normalised
+``set`` / ``frozenset``                list, in a deterministic (canonical JSON) order
+``tuple`` / ``list``                   list
+``bytes`` / ``bytearray``              ``"base64:<standard base64>"``
+numpy scalars / arrays                 Python scalars / nested lists (numpy is not required)
+dataclasses, pydantic models           their fields (``asdict`` / ``model_dump``)
+``float('nan')``, ``±inf``             strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+whole floats of magnitude >= 2**53     the integer they exactly equal
+mapping keys int/float/bool/UUID/Enum  their string form (a collision is an error)
+=====================================  =========================================================
+
+Strings containing U+0000 or unpaired surrogates are refused (PostgreSQL cannot store them),
+as are cycles, nesting deeper than :data:`MAX_DEPTH` and any other type.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import functools
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils.ipv6 import clean_ipv6_address
+
+from ml_audit.exceptions import InvalidRecord
+from ml_audit.redaction import RedactionPolicy, redact
+
+__all__ = [
+    "ACTOR_TYPES",
+    "EXPLANATION_STATUSES",
+    "IDENTITY_FIELDS",
+    "MAX_DEPTH",
+    "PREDICTION_STATUSES",
+    "RECORD_SCHEMA",
+    "ActorPayload",
+    "ExplanationRecord",
+    "PredictionRecord",
+    "canonical_json",
+    "sha256_hex",
+    "split_trace_reference",
+    "to_json",
+    "uuid7",
+]
+
+#: Version of the stored-record layout covered by ``content_hash``.
+RECORD_SCHEMA = 1
+ACTOR_TYPES = ("user", "service", "api_key", "job", "other")
+PREDICTION_STATUSES = ("success", "failed", "partial")
+MAX_DEPTH = 64
+
+# Column limits, shared with ml_audit.models so validation and schema cannot disagree.
+MAX_MODEL_NAME = 200
+MAX_MODEL_VERSION = 100
+MAX_ENVIRONMENT = 64
+MAX_PREDICTION_ID = 255
+MAX_DECISION_OUTCOME = 128
+MAX_ACTOR_ID = 255
+MAX_TENANT_ID = 255
+MAX_CORRELATION_ID = 255
+MAX_ERROR_TYPE = 255
+
+#: Fields compared when a prediction_id is recorded again (see ``PredictionConflict``).
+#: Transport context (timestamp, latency, trace ids, client IP, user agent, auth context) is
+#: deliberately not part of a prediction's identity: a retried request carries new values.
+IDENTITY_FIELDS = (
+    "model_name",
+    "model_version",
+    "environment",
+    "actor",
+    "features",
+    "output",
+    "confidence",
+    "decision_outcome",
+    "status",
+    "error_type",
+    "metadata",
+)
+
+_EXACT_FLOAT_INT = 2**53
+_W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Identifiers
+
+
+class _UUID7Generator:
+    """RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (method 1), monotonic per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._counter = 0
+
+    def __call__(self) -> uuid.UUID:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._last_ms:
+                self._last_ms = ms
+                # Start low in the counter space so a burst in one millisecond has room.
+                self._counter = int.from_bytes(os.urandom(2), "big") & 0x1FF
+            else:
+                self._counter += 1
+                if self._counter > 0xFFF:
+                    # Counter exhausted: borrow the next millisecond rather than lose ordering.
+                    self._last_ms += 1
+                    self._counter = 0
+                ms = self._last_ms
+            counter = self._counter
+        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        value = (ms & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76
+        value |= counter << 64
+        value |= 0b10 << 62
+        value |= rand_b
+        return uuid.UUID(int=value)
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+_uuid7_generator = _UUID7Generator()
+os.register_at_fork(after_in_child=_uuid7_generator._reset_after_fork)
+
+
+def uuid7() -> uuid.UUID:
+    """A new time-ordered UUIDv7 (RFC 9562), strictly increasing within this process."""
+    return _uuid7_generator()
+
+
+def split_trace_reference(value: str | None) -> tuple[str, str]:
+    """Split the seed's ``trace_id`` argument into ``(w3c_trace_id, correlation_id)``.
+
+    A W3C trace id (32 hex digits, not all zero) is returned lower-cased as the first item;
+    anything else (an ``X-Request-ID``, a UUID with dashes) is the caller's correlation id.
+    """
+    if value is None:
+        return "", ""
+    if not isinstance(value, str):
+        raise InvalidRecord("trace_id", f"must be a string, not {type(value).__name__}")
+    text = value.strip()
+    lowered = text.lower()
+    if _W3C_TRACE_ID.match(lowered) and lowered != "0" * 32:
+        return lowered, ""
+    _check_text("trace_id", text, MAX_CORRELATION_ID, allow_empty=True)
+    return "", text
+
+
+# --------------------------------------------------------------------------------------------
+# JSON normalisation
+
+
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+# A path is built lazily as nested (parent, segment) pairs and rendered only for an error
+# message, so normalising a large payload does not format a string per value.
+_Path = tuple[Any, str] | str
+
+
+def _render(path: _Path) -> str:
+    segments: list[str] = []
+    while isinstance(path, tuple):
+        path, segment = path
+        segments.append(segment)
+    return str(path) + "".join(reversed(segments))
+
+
+def _check_string(path: _Path, value: str) -> str:
+    if "\x00" in value:
+        raise InvalidRecord(
+            _render(path),
+            "contains a NUL character (U+0000), which PostgreSQL cannot store; remove it",
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRecord(
+                _render(path), "contains an unpaired surrogate; it is not valid UTF-8"
+            ) from exc
+    return value
+
+
+def _key(path: _Path, key: Any) -> str:
+    if type(key) is str:
+        return _check_string((path, ".<key>"), key)
+    if isinstance(key, str):
+        return _check_string((path, ".<key>"), str(key))
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if key is None or isinstance(key, bool | int | float | uuid.UUID | decimal.Decimal):
+        return str(key)
+    raise InvalidRecord(
+        _render((path, ".<key>")), f"mapping key of type {type(key).__name__} is not supported"
+    )
+
+
+def _sort_key(value: Any) -> str:
+    return canonical_json(value)
+
+
+def to_json(value: Any, path: str = "value") -> Any:
+    """Return ``value`` as JSON-compatible Python data (see the module docstring for the rules).
+
+    Raises :class:`~ml_audit.exceptions.InvalidRecord` naming ``path`` for unsupported input.
+    """
+    return _to_json(value, path, 0, set())
+
+
+def _float(value: float) -> float | int | str:
+    if not math.isfinite(value):
+        return _non_finite(value)
+    if abs(value) >= _EXACT_FLOAT_INT and value.is_integer():
+        # PostgreSQL's jsonb returns such numbers as their exact integer digits; store that
+        # integer (it is the float's exact value) so stored data and hashes round-trip.
+        return int(value)
+    return float(value)
+
+
+def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
+    # Exact-type fast paths first: the common payload is a dict of str/int/float/bool.
+    kind = type(value)
+    if kind is str:
+        return _check_string(path, value)
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return _float(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return _check_string(path, str(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _float(float(value))
+    if depth >= MAX_DEPTH:
+        raise InvalidRecord(_render(path), f"is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        marker = id(value)
+        if marker in seen:
+            raise InvalidRecord(_render(path), "contains a reference cycle")
+        seen.add(marker)
+        out: dict[str, Any] = {}
+        for raw_key, item in value.items():
+            key = _key(path, raw_key)
+            if key in out:
+                raise InvalidRecord(_render(path), f"has two keys that both read as {key!r}")
+            out[key] = _to_json(item, (path, "." + key), depth + 1, seen)
+        seen.discard(marker)
+        return out
+    if isinstance(value, list | tuple):
+        marker = id(value)
+        if marker in seen:
+            raise InvalidRecord(_render(path), "contains a reference cycle")
+        seen.add(marker)
+        items = [_to_json(item, (path, f"[{i}]"), depth + 1, seen) for i, item in enumerate(value)]
+        seen.discard(marker)
+        return items
+    if isinstance(value, set | frozenset):
+        items = [_to_json(item, (path, "[]"), depth + 1, seen) for item in value]
+        return sorted(items, key=_sort_key)
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return "NaN"
+        if value.is_infinite():
+            return "Infinity" if value > 0 else "-Infinity"
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return _to_json(value.value, path, depth + 1, seen)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
+    module = type(value).__module__
+    # numpy scalars and arrays both have .tolist(), which gives plain Python values.
+    if (module == "numpy" or module.startswith("numpy.")) and hasattr(value, "tolist"):
+        return _to_json(value.tolist(), path, depth + 1, seen)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _to_json(dataclasses.asdict(value), path, depth + 1, seen)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return _to_json(model_dump(mode="json"), path, depth + 1, seen)
+    raise InvalidRecord(
+        _render(path),
+        f"value of type {type(value).__module__}.{type(value).__qualname__} cannot be stored as "
+        "JSON; convert it to a str, number, list or dict first",
+    )
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text (sorted keys, no spaces, UTF-8) used for every hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(value: Any) -> str:
+    """SHA-256 of the canonical JSON of ``value``, as 64 hex digits."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Field validation
+
+
+def _check_text(
+    field: str, value: Any, max_length: int, *, allow_empty: bool = False, strip: bool = True
+) -> str:
+    if not isinstance(value, str):
+        raise InvalidRecord(field, f"must be a string, not {type(value).__name__}")
+    text = value.strip() if strip else value
+    if not text and not allow_empty:
+        raise InvalidRecord(field, "must not be empty")
+    if len(text) > max_length:
+        raise InvalidRecord(field, f"is {len(text)} characters long; the limit is {max_length}")
+    return _check_string(field, text)
+
+
+def _check_identifier(field: str, value: Any, max_length: int, *, optional: bool) -> str:
+    """Identifiers may be given as ints for convenience (``user.pk``); stored as strings."""
+    if value is None and optional:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return _check_text(field, value, max_length, allow_empty=optional)
+
+
+def _check_unit_float(field: str, value: Any, *, upper: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or (
+        not isinstance(value, int | float | decimal.Decimal)
+        and not (type(value).__module__.startswith("numpy") and hasattr(value, "item"))
+    ):
+        raise InvalidRecord(field, f"must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidRecord(field, "must be a finite number") from exc
+    if not math.isfinite(number):
+        raise InvalidRecord(field, f"must be a finite number, not {number!r}")
+    if number < 0 or (upper is not None and number > upper):
+        bounds = f"between 0 and {upper:g}" if upper is not None else "zero or more"
+        raise InvalidRecord(field, f"must be {bounds}, not {number!r}")
+    return number
+
+
+def _check_mapping(field: str, value: Any, *, optional: bool) -> dict[str, Any]:
+    if value is None and optional:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRecord(field, f"must be a mapping (dict), not {type(value).__name__}")
+    result: dict[str, Any] = to_json(value, field)
+    return result
+
+
+def _check_timestamp(value: Any, naive_policy: str) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    if not isinstance(value, dt.datetime):
+        raise InvalidRecord("timestamp", f"must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        if naive_policy == "utc":
+            return value.replace(tzinfo=dt.UTC)
+        raise InvalidRecord(
+            "timestamp",
+            "is a naive datetime; pass an aware one (e.g. django.utils.timezone.now()) or set "
+            "ML_AUDIT['NAIVE_DATETIME_POLICY'] = 'utc'",
+        )
+    return value.astimezone(dt.UTC)
+
+
+def _check_hex(field: str, value: str, pattern: re.Pattern[str]) -> str:
+    if value and not pattern.match(value):
+        raise InvalidRecord(field, "must be lower-case hex of the W3C length")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorPayload:
+    """Who or what asked for a prediction.
+
+    ``actor_type`` is one of :data:`ACTOR_TYPES`; ``actor_id`` and ``tenant_id`` may be given as
+    ints (stored as strings). ``ip_address``, ``user_agent`` and ``auth_context`` describe this
+    request and are stored on the prediction event, not on the shared actor row.
+    """
+
+    actor_type: str
+    actor_id: str
+    tenant_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    auth_context: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.actor_type not in ACTOR_TYPES:
+            raise InvalidRecord(
+                "actor.actor_type",
+                f"must be one of {', '.join(ACTOR_TYPES)}, not {self.actor_type!r}",
+            )
+        set_ = object.__setattr__
+        set_(
+            self,
+            "actor_id",
+            _check_identifier("actor.actor_id", self.actor_id, MAX_ACTOR_ID, optional=False),
+        )
+        tenant = _check_identifier("actor.tenant_id", self.tenant_id, MAX_TENANT_ID, optional=True)
+        set_(self, "tenant_id", tenant or None)
+        if self.ip_address is not None:
+            try:
+                address = ipaddress.ip_address(str(self.ip_address).strip())
+            except ValueError as exc:
+                raise InvalidRecord(
+                    "actor.ip_address", f"{self.ip_address!r} is not an IPv4 or IPv6 address"
+                ) from exc
+            # Django's own IPv6 spelling, so the value reads back from every database unchanged.
+            text = str(address) if address.version == 4 else clean_ipv6_address(str(address))
+            set_(self, "ip_address", text)
+        if self.user_agent is not None:
+            set_(
+                self,
+                "user_agent",
+                _check_text("actor.user_agent", self.user_agent, 4096, allow_empty=True),
+            )
+        if self.auth_context is not None:
+            set_(
+                self,
+                "auth_context",
+                _check_mapping("actor.auth_context", self.auth_context, optional=False),
+            )
+
+    @classmethod
+    def coerce(cls, value: ActorPayload | Mapping[str, Any] | None) -> ActorPayload | None:
+        """Accept an ``ActorPayload``, a mapping of its fields, or ``None``."""
+        if value is None or isinstance(value, ActorPayload):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+            if unknown:
+                raise InvalidRecord("actor", f"unknown field(s) {', '.join(sorted(unknown))}")
+            return cls(**value)
+        raise InvalidRecord("actor", f"must be an ActorPayload or a dict, not {type(value)}")
+
+    def identity(self) -> dict[str, str]:
+        """The fields that identify the shared actor row."""
+        return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionRecord:
+    """One prediction, validated and JSON-normalised; redacted once :meth:`redact` has run.
+
+    Build it with :meth:`create`; the constructor itself does no validation and is used by the
+    writer and by decoders that rebuild a record from stored data.
+    """
+
+    event_id: uuid.UUID
+    prediction_id: str
+    timestamp: dt.datetime
+    model_name: str
+    model_version: str
+    environment: str
+    actor: ActorPayload | None
+    features: dict[str, Any]
+    output: Any
+    confidence: float | None
+    decision_outcome: str
+    status: str
+    error_type: str
+    error_message: str
+    latency_ms: float | None
+    metadata: dict[str, Any]
+    trace_id: str = ""
+    span_id: str = ""
+    parent_span_id: str = ""
+    correlation_id: str = ""
+    #: ``None`` until redacted; then ``{"policy": version, "paths": {payload: [paths]}}``.
+    redaction: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        model_name: Any,
+        model_version: Any,
+        features: Any,
+        output: Any = None,
+        decision_outcome: Any = None,
+        confidence: Any = None,
+        actor: ActorPayload | Mapping[str, Any] | None = None,
+        environment: Any = None,
+        trace_id: Any = None,
+        latency_ms: Any = None,
+        status: Any = "success",
+        error_type: Any = None,
+        error_message: Any = None,
+        metadata: Any = None,
+        prediction_id: Any = None,
+        timestamp: Any = None,
+        span_id: str = "",
+        parent_span_id: str = "",
+        default_environment: str = "",
+        naive_datetime_policy: str = "reject",
+    ) -> PredictionRecord:
+        """Validate and normalise the arguments of a recording call.
+
+        Raises :class:`~ml_audit.exceptions.InvalidRecord` naming the first invalid field.
+        """
+        if status not in PREDICTION_STATUSES:
+            raise InvalidRecord(
+                "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
+            )
+        if not isinstance(features, Mapping):
+            raise InvalidRecord(
+                "features", f"must be a mapping (dict), not {type(features).__name__}"
+            )
+        event_id = uuid7()
+        if prediction_id is None:
+            prediction_id = str(event_id)
+        w3c_trace_id, correlation_id = split_trace_reference(trace_id)
+        env = default_environment if environment is None else environment
+        return cls(
+            event_id=event_id,
+            prediction_id=_check_text("prediction_id", prediction_id, MAX_PREDICTION_ID),
+            timestamp=_check_timestamp(timestamp, naive_datetime_policy),
+            model_name=_check_text("model_name", model_name, MAX_MODEL_NAME),
+            model_version=_check_identifier(
+                "model_version", model_version, MAX_MODEL_VERSION, optional=False
+            ),
+            environment=_check_text("environment", env, MAX_ENVIRONMENT, allow_empty=True),
+            actor=ActorPayload.coerce(actor),
+            features=_check_mapping("features", features, optional=False),
+            output=to_json(output, "output"),
+            confidence=_check_unit_float("confidence", confidence, upper=1.0),
+            decision_outcome=_check_text(
+                "decision_outcome",
+                "" if decision_outcome is None else decision_outcome,
+                MAX_DECISION_OUTCOME,
+                allow_empty=True,
+            ),
+            status=status,
+            error_type=_check_text(
+                "error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True
+            ),
+            error_message=_check_text(
+                "error_message", error_message or "", 10_000, allow_empty=True, strip=False
+            ),
+            latency_ms=_check_unit_float("latency_ms", latency_ms, upper=None),
+            metadata=_check_mapping("metadata", metadata, optional=True),
+            trace_id=w3c_trace_id,
+            span_id=_check_hex("span_id", span_id, _SPAN_ID),
+            parent_span_id=_check_hex("parent_span_id", parent_span_id, _SPAN_ID),
+            correlation_id=correlation_id,
+        )
+
+    # ---------------------------------------------------------------- redaction
+
+    @property
+    def is_redacted(self) -> bool:
+        return self.redaction is not None
+
+    def redact(self, policy: RedactionPolicy, payloads: frozenset[str]) -> PredictionRecord:
+        """Return a copy with the named payloads redacted by ``policy``.
+
+        ``features`` is always redacted; ``output``, ``metadata`` and ``auth_context`` when
+        named in ``payloads``. Value detectors also run on ``error_message`` (exception texts
+        often quote the offending input). Redacting twice is an error: a redacted record's
+        paths would otherwise be lost.
+        """
+        if self.redaction is not None:
+            raise ValueError("record is already redacted")
+        paths: dict[str, list[str]] = {}
+
+        def apply(name: str, value: Any) -> Any:
+            result = redact(value, policy)
+            if result.paths:
+                paths[name] = list(result.paths)
+            return result.value
+
+        features = apply("features", self.features)
+        output = apply("output", self.output) if "output" in payloads else self.output
+        metadata = apply("metadata", self.metadata) if "metadata" in payloads else self.metadata
+        actor = self.actor
+        if actor is not None and actor.auth_context and "auth_context" in payloads:
+            actor = dataclasses.replace(
+                actor, auth_context=apply("auth_context", actor.auth_context)
+            )
+        error_message = self.error_message
+        if error_message:
+            error_message = apply("error_message", error_message)
+            if not isinstance(error_message, str):  # drop mode removes the whole value
+                error_message = ""
+        return dataclasses.replace(
+            self,
+            features=features,
+            output=output,
+            metadata=metadata,
+            actor=actor,
+            error_message=error_message,
+            redaction={"policy": policy.version, "paths": paths},
+        )
+
+    # ---------------------------------------------------------------- derived values
+
+    @property
+    def tenant_id(self) -> str:
+        return (self.actor.tenant_id or "") if self.actor else ""
+
+    @functools.cached_property
+    def input_fingerprint(self) -> str:
+        """SHA-256 of the *redacted* features: equal inputs match without being revealed."""
+        return sha256_hex(self.features)
+
+    def identity(self) -> dict[str, Any]:
+        """The values compared when the same ``prediction_id`` is recorded again."""
+        values = {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "environment": self.environment,
+            "actor": self.actor.identity() if self.actor else None,
+            "features": self.features,
+            "output": self.output,
+            "confidence": self.confidence,
+            "decision_outcome": self.decision_outcome,
+            "status": self.status,
+            "error_type": self.error_type,
+            "metadata": self.metadata,
+        }
+        assert tuple(values) == IDENTITY_FIELDS
+        return values
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Everything the row stores, as JSON: the input of :meth:`content_hash`."""
+        actor = self.actor
+        return {
+            "schema": RECORD_SCHEMA,
+            "id": str(self.event_id),
+            "prediction_id": self.prediction_id,
+            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            "model": {"name": self.model_name, "version": self.model_version},
+            "environment": self.environment,
+            "actor": actor.identity() if actor else None,
+            "tenant_id": self.tenant_id,
+            "client_ip": actor.ip_address if actor else None,
+            "user_agent": (actor.user_agent or "") if actor else "",
+            "auth_context": dict(actor.auth_context or {}) if actor else {},
+            "features": self.features,
+            "redaction": self.redaction,
+            "input_fingerprint": self.input_fingerprint,
+            "output": self.output,
+            "confidence": self.confidence,
+            "decision_outcome": self.decision_outcome,
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "latency_ms": self.latency_ms,
+            "metadata": self.metadata,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "correlation_id": self.correlation_id,
+        }
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`stored_fields` (tamper evidence)."""
+        return sha256_hex(self.stored_fields())
+
+
+EXPLANATION_STATUSES = ("success", "failed", "pending")
+MAX_EXPLANATION_METHOD = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplanationRecord:
+    """One explanation of a prediction (SHAP values, LIME weights, reason codes...).
+
+    ``payload`` is any JSON-normalisable value (usually a mapping). Build it with :meth:`create`.
+    """
+
+    method: str
+    method_version: str
+    payload: Any
+    summary_text: str
+    status: str
+    generated_at: dt.datetime
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        method: Any,
+        payload: Any,
+        summary_text: Any = "",
+        method_version: Any = "",
+        status: Any = "success",
+        generated_at: Any = None,
+        naive_datetime_policy: str = "reject",
+    ) -> ExplanationRecord:
+        """Validate and normalise the arguments of ``attach_explanation``."""
+        if status not in EXPLANATION_STATUSES:
+            raise InvalidRecord(
+                "status", f"must be one of {', '.join(EXPLANATION_STATUSES)}, not {status!r}"
+            )
+        try:
+            when = _check_timestamp(generated_at, naive_datetime_policy)
+        except InvalidRecord as exc:
+            raise InvalidRecord("generated_at", str(exc).split(": ", 1)[1]) from None
+        return cls(
+            method=_check_text("method", method, MAX_EXPLANATION_METHOD),
+            method_version=_check_text(
+                "method_version", method_version or "", 64, allow_empty=True
+            ),
+            payload=to_json(payload, "payload"),
+            summary_text=_check_text(
+                "summary_text", summary_text or "", 100_000, allow_empty=True, strip=False
+            ),
+            status=status,
+            generated_at=when,
+        )
+
+    def redact(self, policy: RedactionPolicy) -> ExplanationRecord:
+        """A copy whose payload and summary text went through ``policy``."""
+        summary = redact(self.summary_text, policy).value
+        return dataclasses.replace(
+            self,
+            payload=redact(self.payload, policy).value,
+            summary_text=summary if isinstance(summary, str) else "",
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two attachments "the same" (``generated_at`` is not part of it)."""
+        return {
+            "method": self.method,
+            "method_version": self.method_version,
+            "payload": self.payload,
+            "summary_text": self.summary_text,
+            "status": self.status,
+        }
+
+    def stored_fields(
+        self,
+        *,
+        explanation_id: uuid.UUID,
+        prediction_pk: uuid.UUID,
+        revision: int,
+        created_at: dt.datetime,
+    ) -> dict[str, Any]:
+        return {
+            "schema": RECORD_SCHEMA,
+            "id": str(explanation_id),
+            "prediction": str(prediction_pk),
+            "revision": revision,
+            **self.identity(),
+            "generated_at": self.generated_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            "created_at": created_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        }
