@@ -1,0 +1,280 @@
+"""The four audit models and the append-only guard.
+
+``PredictionEvent`` and ``Explanation`` rows are append-only: the ORM refuses ``save()`` of an
+existing row, ``delete()``, and QuerySet ``update()`` / ``delete()`` / ``bulk_update()``, and
+database triggers created by the migrations reject ``UPDATE`` / ``DELETE`` (and ``TRUNCATE`` on
+PostgreSQL) whatever client issues them. The only deliberate exception is
+:func:`ml_audit.store.allow_purge`, for the retention purge.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import models
+from django.db.models import Q
+
+from ml_audit import records
+from ml_audit.exceptions import AppendOnlyError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "AppendOnlyModel",
+    "AppendOnlyQuerySet",
+    "Explanation",
+    "ModelVersion",
+    "PredictionEvent",
+    "RequestingActor",
+]
+
+# Set by ml_audit.store.allow_purge() for the duration of a retention purge, never otherwise.
+purge_allowed: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ml_audit_purge_allowed", default=None
+)
+
+
+def _refuse(model: type[models.Model], action: str) -> AppendOnlyError:
+    return AppendOnlyError(
+        f"{model.__name__} rows are append-only: {action} is not allowed. Record a new row "
+        "instead (for explanations: attach_explanation() adds a revision)."
+    )
+
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AppendOnlyQuerySet(models.QuerySet[_M]):
+    """A QuerySet that refuses every bulk mutation of existing rows."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise _refuse(self.model, "QuerySet.update()")
+
+    def bulk_update(self, objs: Iterable[_M], fields: Any, batch_size: int | None = None) -> int:
+        raise _refuse(self.model, "QuerySet.bulk_update()")
+
+    def update_or_create(self, *args: Any, **kwargs: Any) -> tuple[_M, bool]:
+        raise _refuse(self.model, "QuerySet.update_or_create()")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if purge_allowed.get() != self.db:
+            raise _refuse(self.model, "QuerySet.delete()")
+        return super().delete()
+
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
+class AppendOnlyModel(models.Model):
+    """Abstract base: an instance can be inserted once and never changed or deleted."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise _refuse(type(self), "save() of an existing row")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if purge_allowed.get() != self._state.db:
+            raise _refuse(type(self), "delete()")
+        return super().delete(*args, **kwargs)
+
+
+class ModelVersion(models.Model):
+    """A deployed model: logical name + version, with optional build provenance."""
+
+    name = models.CharField(max_length=records.MAX_MODEL_NAME)
+    version = models.CharField(max_length=records.MAX_MODEL_VERSION)
+    framework = models.CharField(max_length=100, blank=True, default="")
+    build_id = models.CharField(max_length=200, blank=True, default="")
+    commit_hash = models.CharField(max_length=64, blank=True, default="")
+    config_snapshot = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name", "version")
+        constraints = [
+            models.UniqueConstraint(fields=("name", "version"), name="ml_audit_model_name_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class RequestingActor(models.Model):
+    """Who asked: a user, service, API key or job, optionally within a tenant.
+
+    One row per identity ``(actor_type, actor_id, tenant_id)``; an empty ``tenant_id`` means
+    "no tenant" (an empty string, not NULL, so the unique constraint covers it). Per-request
+    details (IP, user agent, auth context) live on each ``PredictionEvent``.
+    """
+
+    class ActorType(models.TextChoices):
+        USER = "user"
+        SERVICE = "service"
+        API_KEY = "api_key"
+        JOB = "job"
+        OTHER = "other"
+
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=records.MAX_ACTOR_ID)
+    tenant_id = models.CharField(max_length=records.MAX_TENANT_ID, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("actor_type", "actor_id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("actor_type", "actor_id", "tenant_id"), name="ml_audit_actor_identity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        tenant = f" @ {self.tenant_id}" if self.tenant_id else ""
+        return f"{self.actor_type}:{self.actor_id}{tenant}"
+
+
+class PredictionEvent(AppendOnlyModel):
+    """One prediction call, as it was: redacted inputs, output, context and a content hash."""
+
+    class Status(models.TextChoices):
+        SUCCESS = "success"
+        FAILED = "failed"
+        PARTIAL = "partial"
+
+    id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
+    prediction_id = models.CharField(max_length=records.MAX_PREDICTION_ID, unique=True)
+    timestamp = models.DateTimeField()
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    parent_span_id = models.CharField(max_length=16, blank=True, default="")
+    correlation_id = models.CharField(max_length=records.MAX_CORRELATION_ID, blank=True, default="")
+    environment = models.CharField(max_length=records.MAX_ENVIRONMENT, blank=True, default="")
+    # The (model, timestamp) index below serves lookups by model; no separate FK index.
+    model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions", db_index=False
+    )
+    actor = models.ForeignKey(
+        RequestingActor,
+        on_delete=models.PROTECT,
+        related_name="predictions",
+        null=True,
+        blank=True,
+    )
+    tenant_id = models.CharField(max_length=records.MAX_TENANT_ID, blank=True, default="")
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True, default="")
+    auth_context = models.JSONField(default=dict, blank=True)
+    features = models.JSONField(default=dict)
+    redaction = models.JSONField(default=dict)
+    input_fingerprint = models.CharField(max_length=64)
+    output = models.JSONField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    decision_outcome = models.CharField(
+        max_length=records.MAX_DECISION_OUTCOME, blank=True, default=""
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCESS)
+    error_type = models.CharField(max_length=records.MAX_ERROR_TYPE, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    latency_ms = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-timestamp", "-id")
+        get_latest_by = "timestamp"
+        indexes = [
+            # Keyset pagination and time-window scans of the whole table.
+            models.Index(fields=("timestamp", "id"), name="ml_audit_pred_ts_id"),
+            # The most common filter: one model (version) over a time window.
+            models.Index(fields=("model", "timestamp"), name="ml_audit_pred_model_ts"),
+            # Tenant scoping of every read.
+            models.Index(fields=("tenant_id", "timestamp"), name="ml_audit_pred_tenant_ts"),
+            # "Every prediction of this trace"; most rows have one, so skip the empty ones.
+            models.Index(
+                fields=("trace_id",), name="ml_audit_pred_trace", condition=~Q(trace_id="")
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True)
+                | (Q(confidence__gte=0) & Q(confidence__lte=1)),
+                name="ml_audit_pred_confidence_unit",
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_ms__isnull=True) | Q(latency_ms__gte=0),
+                name="ml_audit_pred_latency_nonneg",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=records.PREDICTION_STATUSES),
+                name="ml_audit_pred_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prediction_id} ({self.model_id})"
+
+    @property
+    def explanation(self) -> Explanation | None:
+        """The current explanation (highest revision), or ``None``.
+
+        Uses prefetched ``explanations`` when available.
+        """
+        cache = getattr(self, "_prefetched_objects_cache", {})
+        if "explanations" in cache:
+            revisions = list(cache["explanations"])
+            return max(revisions, key=lambda e: e.revision) if revisions else None
+        return self.explanations.order_by("-revision").first()
+
+    @property
+    def has_explanation(self) -> bool:
+        return self.explanation is not None
+
+
+class Explanation(AppendOnlyModel):
+    """One revision of the explanation of a prediction.
+
+    The current explanation is the highest ``revision``; earlier revisions stay queryable as
+    history. Rows are append-only like predictions.
+    """
+
+    class Status(models.TextChoices):
+        SUCCESS = "success"
+        FAILED = "failed"
+        PENDING = "pending"
+
+    id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
+    prediction = models.ForeignKey(
+        PredictionEvent, on_delete=models.PROTECT, related_name="explanations", db_index=False
+    )
+    revision = models.PositiveIntegerField()
+    method = models.CharField(max_length=64)
+    method_version = models.CharField(max_length=64, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    summary_text = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCESS)
+    generated_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("prediction", "revision")
+        constraints = [
+            # Also the index for "explanations of this prediction".
+            models.UniqueConstraint(
+                fields=("prediction", "revision"), name="ml_audit_expl_prediction_revision"
+            ),
+            models.CheckConstraint(condition=Q(revision__gte=1), name="ml_audit_expl_revision"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} r{self.revision} for {self.prediction_id}"

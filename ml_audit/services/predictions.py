@@ -1,0 +1,108 @@
+"""``record_prediction_event``: validate, redact, write; returns the saved row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from ml_audit import store
+from ml_audit.conf import audit_settings
+from ml_audit.exceptions import InvalidRecord
+from ml_audit.models import ModelVersion, PredictionEvent
+from ml_audit.records import ActorPayload, PredictionRecord, to_json
+
+__all__ = ["record_prediction_event", "register_model_version"]
+
+
+def record_prediction_event(
+    model_name: str,
+    model_version: str,
+    features: Mapping[str, Any],
+    output: Any = None,
+    *,
+    decision_outcome: str | None = None,
+    confidence: float | None = None,
+    actor: ActorPayload | Mapping[str, Any] | None = None,
+    environment: str | None = None,
+    trace_id: str | None = None,
+    latency_ms: float | None = None,
+    status: str = "success",
+    error_type: str | None = None,
+    error_message: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    prediction_id: str | None = None,
+    timestamp: dt.datetime | None = None,
+    using: str | None = None,
+) -> PredictionEvent:
+    """Record one prediction and return the saved :class:`~ml_audit.models.PredictionEvent`.
+
+    ``features`` is redacted before anything is stored (``output``, ``metadata`` and the
+    actor's ``auth_context`` too when ``ML_AUDIT['REDACT_PAYLOADS']`` names them).
+
+    ``prediction_id`` is an idempotency key (a new UUIDv7 string when omitted): recording the
+    same content again returns the existing row and writes nothing; different content raises
+    :class:`~ml_audit.exceptions.PredictionConflict`. ``trace_id`` may be a W3C trace id (stored
+    as the trace id) or any other correlation id such as an ``X-Request-ID`` (stored as
+    ``correlation_id``). ``timestamp`` defaults to now and must be timezone-aware unless
+    ``ML_AUDIT['NAIVE_DATETIME_POLICY']`` is ``"utc"``.
+
+    Raises :class:`~ml_audit.exceptions.InvalidRecord` (a ``ValueError``) naming the first
+    invalid argument; nothing is written then.
+    """
+    record = PredictionRecord.create(
+        model_name=model_name,
+        model_version=model_version,
+        features=features,
+        output=output,
+        decision_outcome=decision_outcome,
+        confidence=confidence,
+        actor=actor,
+        environment=environment,
+        trace_id=trace_id,
+        latency_ms=latency_ms,
+        status=status,
+        error_type=error_type,
+        error_message=error_message,
+        metadata=metadata,
+        prediction_id=prediction_id,
+        timestamp=timestamp,
+        default_environment=audit_settings.ENVIRONMENT,
+        naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
+    )
+    redacted = record.redact(audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS)
+    return store.write(redacted, using=using)
+
+
+def register_model_version(
+    name: str,
+    version: str,
+    *,
+    framework: str = "",
+    build_id: str = "",
+    commit_hash: str = "",
+    config_snapshot: Mapping[str, Any] | None = None,
+    using: str | None = None,
+) -> ModelVersion:
+    """Create or update the provenance of a model version (framework, build, commit, config).
+
+    Predictions create their model version on first use; call this at deploy time to add
+    provenance. Model versions are registry rows, not audit rows, so they can be updated.
+    """
+    record = PredictionRecord.create(model_name=name, model_version=version, features={})
+    details = {
+        "framework": framework,
+        "build_id": build_id,
+        "commit_hash": commit_hash,
+    }
+    for field, value in details.items():
+        if not isinstance(value, str):
+            raise InvalidRecord(field, f"must be a string, not {type(value).__name__}")
+    snapshot = to_json(dict(config_snapshot or {}), "config_snapshot")
+    alias = store.resolve_alias(using)
+    model, _ = ModelVersion.objects.using(alias).update_or_create(
+        name=record.model_name,
+        version=record.model_version,
+        defaults={**details, "config_snapshot": snapshot},
+    )
+    return model

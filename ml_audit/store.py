@@ -1,0 +1,570 @@
+"""The writer: the only code that inserts prediction and explanation rows.
+
+Records in, rows out. :func:`write` persists one redacted :class:`PredictionRecord` and returns
+its :class:`~ml_audit.models.PredictionEvent`; :func:`write_many` persists a batch with one
+``INSERT ... ON CONFLICT DO NOTHING`` per chunk and reports, per record, whether it was created,
+was an identical duplicate, or conflicts with what is stored.
+
+Steady state is one INSERT: model-version and actor ids are cached per process and database
+alias. An id is only cached once the transaction that read or created it has committed, so a
+rolled-back transaction can never leave a dangling id in the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Model, Q
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
+
+from ml_audit.conf import audit_settings
+from ml_audit.exceptions import PredictionConflict
+from ml_audit.models import (
+    Explanation,
+    ModelVersion,
+    PredictionEvent,
+    RequestingActor,
+    purge_allowed,
+)
+from ml_audit.records import (
+    ActorPayload,
+    ExplanationRecord,
+    PredictionRecord,
+    sha256_hex,
+    uuid7,
+)
+
+__all__ = [
+    "WriteOutcome",
+    "WriteResult",
+    "allow_purge",
+    "clear_caches",
+    "event_to_record",
+    "resolve_alias",
+    "verify_event",
+    "write",
+    "write_explanation",
+    "write_many",
+]
+
+_EXPLANATION_ATTEMPTS = 5
+
+
+def resolve_alias(using: str | None = None) -> str:
+    """The database alias for audit reads and writes (``ML_AUDIT['DATABASE_ALIAS']``)."""
+    return using or audit_settings.DATABASE_ALIAS
+
+
+# ------------------------------------------------------------------------------ id caches
+
+
+class _IdCache:
+    """A small thread-safe LRU mapping of natural keys to primary keys."""
+
+    def __init__(self, max_size: int) -> None:
+        self._max_size = max_size
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._max_size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_model_ids = _IdCache(max_size=1_000)
+_actor_ids = _IdCache(max_size=50_000)
+
+
+def clear_caches() -> None:
+    """Forget every cached model-version and actor id (tests, or after a restore)."""
+    _model_ids.clear()
+    _actor_ids.clear()
+
+
+def _cache_after_commit(cache: _IdCache, items: dict[Hashable, Any], alias: str) -> None:
+    # on_commit runs at once in autocommit mode, and never if the transaction rolls back.
+    def remember() -> None:
+        for key, value in items.items():
+            cache.put(key, value)
+
+    transaction.on_commit(remember, using=alias)
+
+
+def _model_key(alias: str, record: PredictionRecord) -> tuple[str, str, str]:
+    return (alias, record.model_name, record.model_version)
+
+
+def _actor_key(alias: str, actor: ActorPayload) -> tuple[str, str, str, str]:
+    return (alias, actor.actor_type, actor.actor_id, actor.tenant_id or "")
+
+
+def _ensure_models(alias: str, keys: set[tuple[str, str, str]]) -> dict[Hashable, int]:
+    """Ids of the given model versions, creating the missing ones race-free."""
+    ModelVersion.objects.using(alias).bulk_create(
+        [ModelVersion(name=name, version=version) for _, name, version in sorted(keys)],
+        ignore_conflicts=True,
+    )
+    condition = reduce(or_, (Q(name=name, version=version) for _, name, version in keys))
+    found: dict[Hashable, int] = {
+        (alias, name, version): pk
+        for pk, name, version in ModelVersion.objects.using(alias)
+        .filter(condition)
+        .values_list("pk", "name", "version")
+    }
+    _cache_after_commit(_model_ids, found, alias)
+    return found
+
+
+def _ensure_actors(alias: str, keys: set[tuple[str, str, str, str]]) -> dict[Hashable, int]:
+    """Ids of the given actors, creating the missing ones race-free."""
+    RequestingActor.objects.using(alias).bulk_create(
+        [
+            RequestingActor(actor_type=kind, actor_id=ident, tenant_id=tenant)
+            for _, kind, ident, tenant in sorted(keys)
+        ],
+        ignore_conflicts=True,
+    )
+    condition = reduce(
+        or_,
+        (Q(actor_type=kind, actor_id=ident, tenant_id=tenant) for _, kind, ident, tenant in keys),
+    )
+    found: dict[Hashable, int] = {
+        (alias, kind, ident, tenant): pk
+        for pk, kind, ident, tenant in RequestingActor.objects.using(alias)
+        .filter(condition)
+        .values_list("pk", "actor_type", "actor_id", "tenant_id")
+    }
+    _cache_after_commit(_actor_ids, found, alias)
+    return found
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOutcome:
+    """What happened to one record of a write."""
+
+    record: PredictionRecord
+    #: The stored row: the new one, or the existing one for an identical duplicate.
+    event: PredictionEvent | None
+    created: bool
+    conflict: PredictionConflict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    """Per-record outcomes of :func:`write_many`, in input order."""
+
+    outcomes: list[WriteOutcome]
+
+    @property
+    def created(self) -> int:
+        return sum(o.created for o in self.outcomes)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for o in self.outcomes if not o.created and o.conflict is None)
+
+    @property
+    def conflicts(self) -> list[PredictionConflict]:
+        return [o.conflict for o in self.outcomes if o.conflict is not None]
+
+    @property
+    def events(self) -> list[PredictionEvent]:
+        return [o.event for o in self.outcomes if o.event is not None]
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def write(record: PredictionRecord, *, using: str | None = None) -> PredictionEvent:
+    """Persist one redacted record and return its row.
+
+    An identical record already stored under the same ``prediction_id`` is returned as is;
+    different content raises :class:`~ml_audit.exceptions.PredictionConflict`.
+    """
+    outcome = write_many([record], using=using).outcomes[0]
+    if outcome.conflict is not None:
+        raise outcome.conflict
+    assert outcome.event is not None
+    return outcome.event
+
+
+def write_many(records: Sequence[PredictionRecord], *, using: str | None = None) -> WriteResult:
+    """Persist redacted records in bulk; never raises for duplicates or conflicts.
+
+    Raises ``ValueError`` for a record that was not redacted (nothing is written then) and lets
+    database errors propagate (nothing of the failed statement is written).
+    """
+    for record in records:
+        if not record.is_redacted:
+            raise ValueError(
+                f"record {record.prediction_id!r} was not redacted; call record.redact() first"
+            )
+    if not records:
+        return WriteResult([])
+    alias = resolve_alias(using)
+    model_ids, actor_ids = _cached_ids(alias, records)
+    if model_ids is not None and actor_ids is not None:
+        try:
+            return _insert_and_reconcile(alias, records, model_ids, actor_ids)
+        except IntegrityError:
+            # A cached id can go stale if its row was deleted; start again from the database.
+            if connections[alias].in_atomic_block:
+                raise
+            clear_caches()
+    with transaction.atomic(using=alias):
+        # First use of a model or actor: look for already-stored predictions before creating
+        # anything, so a duplicate or conflicting call leaves no orphan model or actor rows.
+        existing = _existing_events(alias, [r.prediction_id for r in records])
+        fresh = [r for r in records if r.prediction_id not in existing]
+        model_ids = _ensure_models(alias, {_model_key(alias, r) for r in fresh}) if fresh else {}
+        actor_keys = {_actor_key(alias, r.actor) for r in fresh if r.actor is not None}
+        actor_ids = _ensure_actors(alias, actor_keys) if actor_keys else {}
+        return _insert_and_reconcile(alias, records, model_ids, actor_ids, existing)
+
+
+def _cached_ids(
+    alias: str, records: Sequence[PredictionRecord]
+) -> tuple[dict[Hashable, int] | None, dict[Hashable, int] | None]:
+    model_ids: dict[Hashable, int] = {}
+    actor_ids: dict[Hashable, int] = {}
+    for record in records:
+        key = _model_key(alias, record)
+        if key not in model_ids:
+            pk = _model_ids.get(key)
+            if pk is None:
+                return None, None
+            model_ids[key] = pk
+        if record.actor is not None:
+            akey = _actor_key(alias, record.actor)
+            if akey not in actor_ids:
+                apk = _actor_ids.get(akey)
+                if apk is None:
+                    return None, None
+                actor_ids[akey] = apk
+    return model_ids, actor_ids
+
+
+def _event_from_record(
+    alias: str, record: PredictionRecord, model_id: int, actor_id: int | None
+) -> PredictionEvent:
+    actor = record.actor
+    event = PredictionEvent(
+        id=record.event_id,
+        prediction_id=record.prediction_id,
+        timestamp=record.timestamp,
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        parent_span_id=record.parent_span_id,
+        correlation_id=record.correlation_id,
+        environment=record.environment,
+        model_id=model_id,
+        actor_id=actor_id,
+        tenant_id=record.tenant_id,
+        client_ip=actor.ip_address if actor else None,
+        user_agent=(actor.user_agent or "") if actor else "",
+        auth_context=dict(actor.auth_context or {}) if actor else {},
+        features=record.features,
+        redaction=record.redaction,
+        input_fingerprint=record.input_fingerprint,
+        output=record.output,
+        confidence=record.confidence,
+        decision_outcome=record.decision_outcome,
+        status=record.status,
+        error_type=record.error_type,
+        error_message=record.error_message,
+        latency_ms=record.latency_ms,
+        metadata=record.metadata,
+        content_hash=record.content_hash(),
+    )
+    return event
+
+
+def _insert_ignoring_conflicts(alias: str, events: list[PredictionEvent]) -> set[uuid.UUID]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; the ids of the rows inserted."""
+    connection = connections[alias]
+    fields = PredictionEvent._meta.concrete_fields
+    pk_field = PredictionEvent._meta.pk
+    assert pk_field is not None
+    batch_size = max(1, connection.ops.bulk_batch_size(list(fields), events))
+    inserted: set[uuid.UUID] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(events), batch_size):
+            query = InsertQuery(PredictionEvent, on_conflict=OnConflict.IGNORE)
+            query.insert_values(fields, list[Model](events[start : start + batch_size]))
+            compiler = query.get_compiler(using=alias)
+            compiler.returning_fields = [pk_field]
+            for sql, params in compiler.as_sql():
+                cursor.execute(sql, params)
+                for (pk,) in cursor.fetchall():
+                    inserted.add(pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)))
+    return inserted
+
+
+def _existing_events(alias: str, prediction_ids: list[str]) -> dict[str, PredictionEvent]:
+    rows = (
+        PredictionEvent.objects.using(alias)
+        .select_related("model", "actor")
+        .filter(prediction_id__in=set(prediction_ids))
+    )
+    return {row.prediction_id: row for row in rows}
+
+
+def _insert_and_reconcile(
+    alias: str,
+    records: Sequence[PredictionRecord],
+    model_ids: dict[Hashable, int],
+    actor_ids: dict[Hashable, int],
+    existing: dict[str, PredictionEvent] | None = None,
+) -> WriteResult:
+    existing = dict(existing or {})
+    candidates: list[tuple[PredictionRecord, PredictionEvent]] = []
+    for record in records:
+        if record.prediction_id in existing:
+            continue
+        actor_id = actor_ids[_actor_key(alias, record.actor)] if record.actor else None
+        event = _event_from_record(alias, record, model_ids[_model_key(alias, record)], actor_id)
+        candidates.append((record, event))
+    inserted = (
+        _insert_ignoring_conflicts(alias, [event for _, event in candidates])
+        if candidates
+        else set()
+    )
+    by_record: dict[int, PredictionEvent] = {}
+    for record, event in candidates:
+        if event.pk in inserted:
+            event._state.adding = False
+            event._state.db = alias
+            by_record[id(record)] = event
+            existing.setdefault(record.prediction_id, event)
+    missing = [r.prediction_id for r in records if r.prediction_id not in existing]
+    if missing:
+        existing.update(_existing_events(alias, missing))
+    outcomes = []
+    for record in records:
+        if id(record) in by_record:
+            outcomes.append(WriteOutcome(record, by_record[id(record)], created=True))
+            continue
+        stored = existing.get(record.prediction_id)
+        if stored is None:
+            # Neither inserted nor found: the database skipped it for another reason.
+            raise DatabaseError(
+                f"prediction {record.prediction_id!r} was neither inserted nor found"
+            )
+        differing = _differing_fields(record, stored)
+        if differing:
+            conflict = PredictionConflict(record.prediction_id, differing)
+            outcomes.append(WriteOutcome(record, None, created=False, conflict=conflict))
+        else:
+            outcomes.append(WriteOutcome(record, stored, created=False))
+    return WriteResult(outcomes)
+
+
+def _differing_fields(record: PredictionRecord, stored: PredictionEvent) -> tuple[str, ...]:
+    if stored.pk == record.event_id:
+        return ()
+    mine = record.identity()
+    theirs = event_to_record(stored).identity()
+    return tuple(name for name in mine if mine[name] != theirs[name])
+
+
+# ------------------------------------------------------------------------------ reading back
+
+
+def event_to_record(event: PredictionEvent) -> PredictionRecord:
+    """Rebuild the (redacted) record a row was written from; the inverse of the writer."""
+    actor = None
+    if event.actor_id is not None:
+        row = event.actor
+        assert row is not None
+        actor = ActorPayload(
+            actor_type=row.actor_type,
+            actor_id=row.actor_id,
+            tenant_id=row.tenant_id or None,
+            ip_address=event.client_ip,
+            user_agent=event.user_agent or None,
+            auth_context=event.auth_context or None,
+        )
+    return PredictionRecord(
+        event_id=event.pk if isinstance(event.pk, uuid.UUID) else uuid.UUID(str(event.pk)),
+        prediction_id=event.prediction_id,
+        timestamp=event.timestamp,
+        model_name=event.model.name,
+        model_version=event.model.version,
+        environment=event.environment,
+        actor=actor,
+        features=event.features,
+        output=event.output,
+        confidence=event.confidence,
+        decision_outcome=event.decision_outcome,
+        status=event.status,
+        error_type=event.error_type,
+        error_message=event.error_message,
+        latency_ms=event.latency_ms,
+        metadata=event.metadata,
+        trace_id=event.trace_id,
+        span_id=event.span_id,
+        parent_span_id=event.parent_span_id,
+        correlation_id=event.correlation_id,
+        redaction=event.redaction,
+    )
+
+
+def verify_event(event: PredictionEvent) -> bool:
+    """Whether the row's stored ``content_hash`` still matches its content."""
+    return event_to_record(event).content_hash() == event.content_hash
+
+
+# ------------------------------------------------------------------------------ explanations
+
+
+def write_explanation(
+    prediction: PredictionEvent, record: ExplanationRecord, *, using: str | None = None
+) -> Explanation:
+    """Append ``record`` as the next revision of ``prediction``'s explanation.
+
+    If the current revision already has the same content, it is returned and nothing is
+    written. Concurrent attachments are serialised by the unique (prediction, revision)
+    constraint and retried.
+    """
+    alias = resolve_alias(using)
+    for attempt in range(_EXPLANATION_ATTEMPTS):
+        try:
+            with transaction.atomic(using=alias):
+                current = (
+                    Explanation.objects.using(alias)
+                    .filter(prediction_id=prediction.pk)
+                    .order_by("-revision")
+                    .first()
+                )
+                if current is not None and _explanation_identity(current) == record.identity():
+                    return current
+                revision = current.revision + 1 if current is not None else 1
+                explanation_id = uuid7()
+                created_at = dt.datetime.now(dt.UTC)
+                explanation = Explanation(
+                    id=explanation_id,
+                    prediction_id=prediction.pk,
+                    revision=revision,
+                    method=record.method,
+                    method_version=record.method_version,
+                    payload=record.payload,
+                    summary_text=record.summary_text,
+                    status=record.status,
+                    generated_at=record.generated_at,
+                    created_at=created_at,
+                    content_hash=sha256_hex(
+                        record.stored_fields(
+                            explanation_id=explanation_id,
+                            prediction_pk=prediction.pk,
+                            revision=revision,
+                            created_at=created_at,
+                        )
+                    ),
+                )
+                explanation.save(using=alias)
+                return explanation
+        except IntegrityError:
+            if attempt == _EXPLANATION_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _explanation_identity(row: Explanation) -> dict[str, Any]:
+    return {
+        "method": row.method,
+        "method_version": row.method_version,
+        "payload": row.payload,
+        "summary_text": row.summary_text,
+        "status": row.status,
+    }
+
+
+def verify_explanation(row: Explanation) -> bool:
+    """Whether an explanation row's stored ``content_hash`` still matches its content."""
+    record = ExplanationRecord(generated_at=row.generated_at, **_explanation_identity(row))
+    expected = sha256_hex(
+        record.stored_fields(
+            explanation_id=row.pk,
+            prediction_pk=row.prediction_id,
+            revision=row.revision,
+            created_at=row.created_at,
+        )
+    )
+    return expected == row.content_hash
+
+
+# ------------------------------------------------------------------------------ purge hatch
+
+
+@contextmanager
+def allow_purge(using: str | None = None) -> Iterator[None]:
+    """The one deliberate way to delete audit rows: for retention purges only.
+
+    Must run inside ``transaction.atomic(using=...)`` on the audit alias. While it is open,
+    the ORM guard and the database triggers let DELETE (and TRUNCATE on PostgreSQL) through
+    on this connection; UPDATE stays forbidden. On PostgreSQL it sets the transaction-local
+    setting ``ml_audit.allow_purge``; on SQLite it inserts a row into ``ml_audit_purge_permit``
+    and removes it on exit. Either ends with the transaction at the latest.
+    """
+    alias = resolve_alias(using)
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            f"allow_purge() must run inside transaction.atomic(using={alias!r})"
+        )
+    token = purge_allowed.set(alias)
+    _set_purge_permit(alias, on=True)
+    try:
+        yield
+    finally:
+        purge_allowed.reset(token)
+        # If the transaction is already broken it will roll back, taking the permit with it.
+        with suppress(DatabaseError):
+            _set_purge_permit(alias, on=False)
+
+
+def _set_purge_permit(alias: str, *, on: bool) -> None:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT set_config('ml_audit.allow_purge', %s, true)", ["on" if on else "off"]
+            )
+        elif connection.vendor == "sqlite":
+            if on:
+                cursor.execute(
+                    "INSERT INTO ml_audit_purge_permit (granted_at) VALUES (CURRENT_TIMESTAMP)"
+                )
+            else:
+                cursor.execute("DELETE FROM ml_audit_purge_permit")
