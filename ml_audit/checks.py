@@ -1,0 +1,89 @@
+"""System checks for ml_audit settings (``python manage.py check``).
+
+=============  ===========================================================================
+id             problem
+=============  ===========================================================================
+ml_audit.E001  ``ML_AUDIT`` is not a dict, has an unknown key or an invalid value
+ml_audit.E002  the redaction policy is invalid (e.g. ``MODE: "hash"`` without ``HASH_KEY``)
+ml_audit.E003  ``USE_TZ`` is False: audit timestamps must be timezone-aware
+ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
+ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
+=============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.db import connections
+
+from ml_audit.conf import DEFAULTS, MLAuditSettings
+from ml_audit.exceptions import ConfigurationError
+from ml_audit.redaction import RedactionPolicy
+
+ROUTER_PATH = "ml_audit.routers.MLAuditRouter"
+TRIGGER_VENDORS = ("sqlite", "postgresql")
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # A fresh object, so a check never reads values cached before settings changed.
+    conf = MLAuditSettings()
+    messages: list[CheckMessage] = []
+    try:
+        conf.user_settings  # noqa: B018 - validates the dict and its keys
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint="Fix settings.ML_AUDIT.", id="ml_audit.E001")]
+    for key in DEFAULTS:
+        if key == "REDACTION":
+            continue
+        try:
+            getattr(conf, key)
+        except ConfigurationError as exc:
+            messages.append(Error(str(exc), hint="Fix settings.ML_AUDIT.", id="ml_audit.E001"))
+    try:
+        RedactionPolicy.from_config(conf.redaction_config)
+    except ConfigurationError as exc:
+        messages.append(
+            Error(
+                str(exc),
+                hint="Fix ML_AUDIT['REDACTION'] (or the older ML_AUDIT_REDACTION).",
+                id="ml_audit.E002",
+            )
+        )
+    if not settings.USE_TZ:
+        messages.append(
+            Error(
+                "ml_audit stores timezone-aware timestamps, but USE_TZ is False.",
+                hint="Set USE_TZ = True (the default since Django 5.0).",
+                id="ml_audit.E003",
+            )
+        )
+    try:
+        alias = conf.DATABASE_ALIAS
+    except ConfigurationError:
+        return messages  # already reported as E001
+    if alias != "default" and ROUTER_PATH not in getattr(settings, "DATABASE_ROUTERS", []):
+        messages.append(
+            Warning(
+                f"ML_AUDIT['DATABASE_ALIAS'] is {alias!r} but {ROUTER_PATH} is not in "
+                "DATABASE_ROUTERS, so migrations, the admin and your own queries of ml_audit "
+                "models will use the default database.",
+                hint=f'Add "{ROUTER_PATH}" to DATABASE_ROUTERS.',
+                id="ml_audit.W001",
+            )
+        )
+    vendor = connections[alias].vendor
+    if vendor not in TRIGGER_VENDORS:
+        messages.append(
+            Warning(
+                f"The audit database {alias!r} is {vendor}; append-only is enforced there "
+                "by the ORM only, not by database triggers.",
+                hint="Use PostgreSQL (or SQLite) for the audit alias, and give the "
+                "application credentials that may only INSERT and SELECT audit tables.",
+                id="ml_audit.W002",
+            )
+        )
+    return messages
