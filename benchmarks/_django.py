@@ -1,0 +1,60 @@
+"""Stand-alone Django set-up shared by the benchmarks: SQLite file or DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import django
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup() -> str:
+    """Configure Django, migrate a fresh database, return a label of the backend."""
+    from tests.settings import database_from_url
+
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        database = database_from_url(url)
+        database["NAME"] = database["NAME"] + "_bench"
+        label = "postgresql"
+    else:
+        path = Path(tempfile.mkdtemp(prefix="ml-audit-bench-")) / "bench.sqlite3"
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}
+        label = "sqlite"
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        SECRET_KEY="benchmark",
+        DATABASES={"default": database},
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "ml_audit"],
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    )
+    if label == "postgresql":
+        _recreate_postgres_database(database)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return label
+
+
+def _recreate_postgres_database(database: dict[str, str]) -> None:
+    import psycopg
+
+    admin = psycopg.connect(
+        dbname="postgres",
+        user=database["USER"] or None,
+        password=database["PASSWORD"] or None,
+        host=database["HOST"] or None,
+        port=database["PORT"] or None,
+        autocommit=True,
+    )
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database["NAME"]}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{database["NAME"]}"')
