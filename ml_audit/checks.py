@@ -8,6 +8,7 @@ ml_audit.E002  the redaction policy is invalid (e.g. ``MODE: "hash"`` without ``
 ml_audit.E003  ``USE_TZ`` is False: audit timestamps must be timezone-aware
 ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
 ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
+ml_audit.W003  spool files would live in the system temp directory (may be wiped on reboot)
 =============  ===========================================================================
 """
 
@@ -73,6 +74,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 "models will use the default database.",
                 hint=f'Add "{ROUTER_PATH}" to DATABASE_ROUTERS.',
                 id="ml_audit.W001",
+            )
+        )
+    spool_dir = conf.SPOOL_DIR
+    if conf.user_settings.get("SPOOL_DIR") is None and getattr(settings, "BASE_DIR", None) is None:
+        messages.append(
+            Warning(
+                f"ml_audit spools records it cannot write yet to {spool_dir}, under the system "
+                "temp directory, which may be emptied on reboot.",
+                hint="Set ML_AUDIT['SPOOL_DIR'] (or settings.BASE_DIR) to a durable directory.",
+                id="ml_audit.W003",
             )
         )
     vendor = connections[alias].vendor

@@ -18,6 +18,40 @@ All keys are optional; the defaults are listed in :data:`DEFAULTS`::
         # What a naive datetime passed as ``timestamp`` means: "reject" (raise InvalidRecord) or
         # "utc" (read it as UTC).
         "NAIVE_DATETIME_POLICY": "reject",
+
+        # --- OpenTelemetry (see ml_audit.otel) ---
+        # Attach the audit span processor to the global SDK TracerProvider (creating one when
+        # none exists and SET_GLOBAL_TRACER_PROVIDER is on). Off: predictions still become
+        # spans and rows, through a private provider that exports nothing.
+        "OTEL_ENABLED": True,
+        "SET_GLOBAL_TRACER_PROVIDER": True,
+        # How the span helpers persist: "batch" (queue + background worker) or "sync".
+        # record_prediction_event always writes synchronously so it can return the row.
+        "WRITE_MODE": "batch",
+        # Put redacted payloads (features, output, metadata, auth context) on exported spans.
+        "EXPORT_PAYLOADS": True,
+        # Cut each exported JSON attribute to this many characters (None: no cut of ours).
+        "EXPORT_MAX_ATTRIBUTE_LENGTH": None,
+        # Batch writer.
+        "BATCH_MAX_QUEUE_SIZE": 10000,
+        "BATCH_MAX_SIZE": 500,
+        "BATCH_SCHEDULE_DELAY_MS": 200,
+        # On a full queue, wait this long for room, then spool the record to disk.
+        "BATCH_QUEUE_FULL_TIMEOUT_MS": 50,
+        # Drop (logged and counted) instead of spooling when the queue stays full.
+        "DROP_ON_OVERFLOW": False,
+        # Database errors: retries with exponential backoff, then spool.
+        "WRITE_RETRY_ATTEMPTS": 3,
+        "WRITE_RETRY_BACKOFF_MS": 100,
+        # Directory of the append-only spool files (None: BASE_DIR / "ml_audit_spool" when
+        # settings.BASE_DIR exists, else a per-user directory under the system temp dir,
+        # which the system check ml_audit.W003 warns about).
+        "SPOOL_DIR": None,
+        # Building the actor from a request (ml_audit.otel.actor_from_request):
+        # dotted path of a callable(request) -> tenant id or None.
+        "TENANT_RESOLVER": None,
+        # Proxies whose X-Forwarded-For is believed (IPs or CIDR networks).
+        "TRUSTED_PROXIES": [],
     }
 
 Values are read when first used and cached; the cache is dropped on Django's
@@ -26,13 +60,18 @@ Values are read when first used and cached; the cache is dropped on Django's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ipaddress
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 from ml_audit.exceptions import ConfigurationError
 from ml_audit.redaction import RedactionPolicy
@@ -50,7 +89,24 @@ DEFAULTS: dict[str, Any] = {
     "REDACTION": {},
     "REDACT_PAYLOADS": ["features"],
     "NAIVE_DATETIME_POLICY": "reject",
+    "OTEL_ENABLED": True,
+    "SET_GLOBAL_TRACER_PROVIDER": True,
+    "WRITE_MODE": "batch",
+    "EXPORT_PAYLOADS": True,
+    "EXPORT_MAX_ATTRIBUTE_LENGTH": None,
+    "BATCH_MAX_QUEUE_SIZE": 10000,
+    "BATCH_MAX_SIZE": 500,
+    "BATCH_SCHEDULE_DELAY_MS": 200,
+    "BATCH_QUEUE_FULL_TIMEOUT_MS": 50,
+    "DROP_ON_OVERFLOW": False,
+    "WRITE_RETRY_ATTEMPTS": 3,
+    "WRITE_RETRY_BACKOFF_MS": 100,
+    "SPOOL_DIR": None,
+    "TENANT_RESOLVER": None,
+    "TRUSTED_PROXIES": [],
 }
+
+WRITE_MODES = ("batch", "sync")
 
 
 class MLAuditSettings:
@@ -124,6 +180,125 @@ class MLAuditSettings:
                 f"{', '.join(NAIVE_DATETIME_POLICIES)}, not {value!r}."
             )
         return str(value)
+
+    def _bool(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"ML_AUDIT[{key!r}] must be True or False, not {value!r}.")
+        return value
+
+    def _int(self, key: str, *, minimum: int) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(
+                f"ML_AUDIT[{key!r}] must be an integer >= {minimum}, not {value!r}."
+            )
+        return value
+
+    @cached_property
+    def OTEL_ENABLED(self) -> bool:
+        return self._bool("OTEL_ENABLED")
+
+    @cached_property
+    def SET_GLOBAL_TRACER_PROVIDER(self) -> bool:
+        return self._bool("SET_GLOBAL_TRACER_PROVIDER")
+
+    @cached_property
+    def WRITE_MODE(self) -> str:
+        value = self._get("WRITE_MODE")
+        if value not in WRITE_MODES:
+            raise ConfigurationError(
+                f"ML_AUDIT['WRITE_MODE'] must be one of {', '.join(WRITE_MODES)}, not {value!r}."
+            )
+        return str(value)
+
+    @cached_property
+    def EXPORT_PAYLOADS(self) -> bool:
+        return self._bool("EXPORT_PAYLOADS")
+
+    @cached_property
+    def EXPORT_MAX_ATTRIBUTE_LENGTH(self) -> int | None:
+        if self._get("EXPORT_MAX_ATTRIBUTE_LENGTH") is None:
+            return None
+        return self._int("EXPORT_MAX_ATTRIBUTE_LENGTH", minimum=16)
+
+    @cached_property
+    def BATCH_MAX_QUEUE_SIZE(self) -> int:
+        return self._int("BATCH_MAX_QUEUE_SIZE", minimum=1)
+
+    @cached_property
+    def BATCH_MAX_SIZE(self) -> int:
+        return self._int("BATCH_MAX_SIZE", minimum=1)
+
+    @cached_property
+    def BATCH_SCHEDULE_DELAY_MS(self) -> int:
+        return self._int("BATCH_SCHEDULE_DELAY_MS", minimum=1)
+
+    @cached_property
+    def BATCH_QUEUE_FULL_TIMEOUT_MS(self) -> int:
+        return self._int("BATCH_QUEUE_FULL_TIMEOUT_MS", minimum=0)
+
+    @cached_property
+    def DROP_ON_OVERFLOW(self) -> bool:
+        return self._bool("DROP_ON_OVERFLOW")
+
+    @cached_property
+    def WRITE_RETRY_ATTEMPTS(self) -> int:
+        return self._int("WRITE_RETRY_ATTEMPTS", minimum=0)
+
+    @cached_property
+    def WRITE_RETRY_BACKOFF_MS(self) -> int:
+        return self._int("WRITE_RETRY_BACKOFF_MS", minimum=0)
+
+    @cached_property
+    def SPOOL_DIR(self) -> Path:
+        value = self._get("SPOOL_DIR")
+        if value is None:
+            base_dir = getattr(django_settings, "BASE_DIR", None)  # None also means unset
+            if base_dir is not None:
+                return Path(base_dir) / "ml_audit_spool"
+            return Path(tempfile.gettempdir()) / f"ml_audit-spool-{os.getuid()}"
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigurationError("ML_AUDIT['SPOOL_DIR'] must be a directory path.")
+        return Path(value)
+
+    @cached_property
+    def TENANT_RESOLVER(self) -> Callable[[Any], Any] | None:
+        value = self._get("TENANT_RESOLVER")
+        if value is None:
+            return None
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                "ML_AUDIT['TENANT_RESOLVER'] must be a dotted path to a callable(request)."
+            )
+        try:
+            resolver = import_string(value)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"ML_AUDIT['TENANT_RESOLVER'] {value!r} cannot be imported: {exc}"
+            ) from exc
+        if not callable(resolver):
+            raise ConfigurationError(f"ML_AUDIT['TENANT_RESOLVER'] {value!r} is not callable.")
+        return resolver  # type: ignore[no-any-return]
+
+    @cached_property
+    def TRUSTED_PROXIES(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        value = self._get("TRUSTED_PROXIES")
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ConfigurationError(
+                "ML_AUDIT['TRUSTED_PROXIES'] must be a list of IP addresses or networks."
+            )
+        networks = []
+        for entry in value:
+            try:
+                networks.append(ipaddress.ip_network(str(entry), strict=False))
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"ML_AUDIT['TRUSTED_PROXIES'] entry {entry!r} is not an IP address or network."
+                ) from exc
+        return tuple(networks)
 
     @cached_property
     def redaction_config(self) -> dict[str, Any]:

@@ -114,12 +114,29 @@ _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 class _UUID7Generator:
-    """RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (method 1), monotonic per process."""
+    """RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (method 1), monotonic per process.
+
+    Random bits come from ``os.urandom`` in blocks of 4 KiB: one system call per ~400 ids
+    instead of two per id (on some virtual machines ``getrandom`` costs tens of microseconds).
+    The block is discarded in a forked child so parent and child never share random bits.
+    """
+
+    _POOL = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""
+        self._offset = 0
+
+    def _random(self, size: int) -> int:
+        if self._offset + size > len(self._pool):
+            self._pool = os.urandom(self._POOL)
+            self._offset = 0
+        start = self._offset
+        self._offset += size
+        return int.from_bytes(self._pool[start : start + size], "big")
 
     def __call__(self) -> uuid.UUID:
         with self._lock:
@@ -127,7 +144,7 @@ class _UUID7Generator:
             if ms > self._last_ms:
                 self._last_ms = ms
                 # Start low in the counter space so a burst in one millisecond has room.
-                self._counter = int.from_bytes(os.urandom(2), "big") & 0x1FF
+                self._counter = self._random(2) & 0x1FF
             else:
                 self._counter += 1
                 if self._counter > 0xFFF:
@@ -136,7 +153,7 @@ class _UUID7Generator:
                     self._counter = 0
                 ms = self._last_ms
             counter = self._counter
-        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+            rand_b = self._random(8) & ((1 << 62) - 1)
         value = (ms & ((1 << 48) - 1)) << 80
         value |= 0x7 << 76
         value |= counter << 64
@@ -146,6 +163,8 @@ class _UUID7Generator:
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._pool = b""
+        self._offset = 0
 
 
 _uuid7_generator = _UUID7Generator()
@@ -250,6 +269,25 @@ def _float(value: float) -> float | int | str:
     return float(value)
 
 
+def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
+    """The common case in one loop: str keys, plain scalar values. None: take the full path."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str or "\x00" in key or not key.isascii():
+            return None
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or not item.isascii():
+                return None
+        elif kind is float:
+            if not (-_EXACT_FLOAT_INT < item < _EXACT_FLOAT_INT):  # also false for NaN
+                return None
+        elif not (kind is int or kind is bool or item is None):
+            return None
+        out[key] = item
+    return out
+
+
 def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
     # Exact-type fast paths first: the common payload is a dict of str/int/float/bool.
     kind = type(value)
@@ -269,6 +307,10 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
         return _float(float(value))
     if depth >= MAX_DEPTH:
         raise InvalidRecord(_render(path), f"is nested deeper than {MAX_DEPTH} levels")
+    if kind is dict:
+        fast = _flat_dict(value)
+        if fast is not None:
+            return fast
     if isinstance(value, Mapping):
         marker = id(value)
         if marker in seen:
@@ -484,6 +526,23 @@ class ActorPayload:
         return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
 
 
+_CACHED_FIELDS = ("input_fingerprint",)
+
+
+def _evolve(record: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` without re-running ``__init__`` (a hot path: several per call).
+
+    Only for already-validated records; cached derived values are dropped.
+    """
+    clone = object.__new__(type(record))
+    state = dict(record.__dict__)
+    for name in _CACHED_FIELDS:
+        state.pop(name, None)
+    state.update(changes)
+    clone.__dict__.update(state)
+    return clone
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictionRecord:
     """One prediction, validated and JSON-normalised; redacted once :meth:`redact` has run.
@@ -541,6 +600,7 @@ class PredictionRecord:
         parent_span_id: str = "",
         default_environment: str = "",
         naive_datetime_policy: str = "reject",
+        event_id: uuid.UUID | None = None,
     ) -> PredictionRecord:
         """Validate and normalise the arguments of a recording call.
 
@@ -554,7 +614,7 @@ class PredictionRecord:
             raise InvalidRecord(
                 "features", f"must be a mapping (dict), not {type(features).__name__}"
             )
-        event_id = uuid7()
+        event_id = event_id or uuid7()
         if prediction_id is None:
             prediction_id = str(event_id)
         w3c_trace_id, correlation_id = split_trace_reference(trace_id)
@@ -591,6 +651,49 @@ class PredictionRecord:
             span_id=_check_hex("span_id", span_id, _SPAN_ID),
             parent_span_id=_check_hex("parent_span_id", parent_span_id, _SPAN_ID),
             correlation_id=correlation_id,
+        )
+
+    def with_outcome(
+        self,
+        *,
+        output: Any = None,
+        confidence: Any = None,
+        decision_outcome: Any = None,
+        status: Any = "success",
+        error_type: Any = None,
+        error_message: Any = None,
+        metadata: Any = None,
+    ) -> PredictionRecord:
+        """A copy with the outcome of the prediction, validated like :meth:`create`.
+
+        Used by the span helpers, which know the inputs when the prediction starts and the
+        outcome when it ends. ``metadata`` (a mapping) is merged over the existing metadata.
+        """
+        if self.redaction is not None:
+            raise ValueError("record is already redacted; set the outcome before redacting")
+        if status not in PREDICTION_STATUSES:
+            raise InvalidRecord(
+                "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
+            )
+        extra = _check_mapping("metadata", metadata, optional=True)
+        return _evolve(  # type: ignore[no-any-return]
+            self,
+            output=to_json(output, "output"),
+            confidence=_check_unit_float("confidence", confidence, upper=1.0),
+            decision_outcome=_check_text(
+                "decision_outcome",
+                "" if decision_outcome is None else decision_outcome,
+                MAX_DECISION_OUTCOME,
+                allow_empty=True,
+            ),
+            status=status,
+            error_type=_check_text(
+                "error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True
+            ),
+            error_message=_check_text(
+                "error_message", error_message or "", 10_000, allow_empty=True, strip=False
+            ),
+            metadata={**self.metadata, **extra},
         )
 
     # ---------------------------------------------------------------- redaction
@@ -630,7 +733,7 @@ class PredictionRecord:
             error_message = apply("error_message", error_message)
             if not isinstance(error_message, str):  # drop mode removes the whole value
                 error_message = ""
-        return dataclasses.replace(
+        return _evolve(  # type: ignore[no-any-return]
             self,
             features=features,
             output=output,
@@ -701,9 +804,60 @@ class PredictionRecord:
             "correlation_id": self.correlation_id,
         }
 
+    def evolve(self, **changes: Any) -> PredictionRecord:
+        """A copy with ``changes`` (not validated: for fields the library itself sets)."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown PredictionRecord field(s): {', '.join(sorted(unknown))}")
+        return _evolve(self, **changes)  # type: ignore[no-any-return]
+
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of :meth:`stored_fields` (tamper evidence)."""
         return sha256_hex(self.stored_fields())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A lossless JSON form of the record (for spool files); inverse of :meth:`from_dict`."""
+        return {
+            "schema": RECORD_SCHEMA,
+            "event_id": str(self.event_id),
+            "prediction_id": self.prediction_id,
+            "timestamp": self.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "environment": self.environment,
+            "actor": dataclasses.asdict(self.actor) if self.actor else None,
+            "features": self.features,
+            "output": self.output,
+            "confidence": self.confidence,
+            "decision_outcome": self.decision_outcome,
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "latency_ms": self.latency_ms,
+            "metadata": self.metadata,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "correlation_id": self.correlation_id,
+            "redaction": self.redaction,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PredictionRecord:
+        """Rebuild a record written by :meth:`to_dict`."""
+        if data.get("schema") != RECORD_SCHEMA:
+            raise InvalidRecord("schema", f"unsupported record schema {data.get('schema')!r}")
+        fields = dict(data)
+        del fields["schema"]
+        actor = fields.pop("actor")
+        timestamp = dt.datetime.fromisoformat(fields.pop("timestamp")).astimezone(dt.UTC)
+        event_id = uuid.UUID(fields.pop("event_id"))
+        return cls(
+            **fields,
+            event_id=event_id,
+            timestamp=timestamp,
+            actor=ActorPayload(**actor) if actor else None,
+        )
 
 
 EXPLANATION_STATUSES = ("success", "failed", "pending")

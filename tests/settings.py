@@ -7,6 +7,8 @@ or a second PostgreSQL database on the same server.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -73,4 +75,7 @@ TEMPLATES = [
     }
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# A durable-looking project directory, as in a startproject settings file: spool files go
+# to BASE_DIR / "ml_audit_spool" unless a test says otherwise.
+BASE_DIR = Path(tempfile.gettempdir()) / "ml-audit-tests"  # tests/conftest.py: one per test
 ML_AUDIT: dict[str, Any] = {}

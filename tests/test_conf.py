@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from django.core.checks import CheckMessage, run_checks
 from django.core.management import call_command
@@ -100,6 +103,19 @@ def test_hash_mode_without_key_message_says_how_to_fix() -> None:
 def test_django_check_command_is_clean_with_admin_installed() -> None:
     call_command("check", fail_level="WARNING")
     assert not [m for m in run_checks() if str(m.id).startswith(("ml_audit", "admin"))]
+
+
+def test_spool_dir_defaults_to_base_dir_and_warns_under_temp() -> None:
+    from django.conf import settings
+
+    assert audit_settings.SPOOL_DIR == settings.BASE_DIR / "ml_audit_spool"
+    assert check_settings() == []
+    with override_settings(BASE_DIR=None):
+        assert ids(check_settings()) == ["ml_audit.W003"]
+        assert str(audit_settings.SPOOL_DIR).startswith(tempfile.gettempdir())
+    with override_settings(ML_AUDIT={"SPOOL_DIR": "/var/lib/app/spool"}):
+        assert Path("/var/lib/app/spool") == audit_settings.SPOOL_DIR
+        assert check_settings() == []
 
 
 def test_backend_without_triggers_gets_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

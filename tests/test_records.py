@@ -393,3 +393,32 @@ def test_nan_in_payload_round_trips_through_strict_json() -> None:
     assert record.features == {"score": "NaN"}
     assert record.output == ["Infinity"]
     json.dumps(record.redact(RedactionPolicy(), frozenset()).stored_fields(), allow_nan=False)
+
+
+def test_to_dict_from_dict_is_lossless() -> None:
+    record = make(
+        actor=ActorPayload("user", "1", "t", "10.0.0.1", "ua", {"scopes": ["a"]}),
+        output={"x": [1.5, None]},
+        latency_ms=2.25,
+        trace_id="ab" * 16,
+        metadata={"é": "ü"},
+    ).redact(RedactionPolicy(), frozenset())
+    data = json.loads(json.dumps(record.to_dict(), allow_nan=False))
+    assert PredictionRecord.from_dict(data) == record
+    with pytest.raises(InvalidRecord):
+        PredictionRecord.from_dict({**data, "schema": 99})
+
+
+def test_uuid7_random_bits_differ_between_parent_and_forked_child() -> None:
+    import os
+
+    uuid7()  # fill the parent's random pool
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report the next id and leave without running pytest's teardown
+        os.write(write_end, uuid7().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = uuid.UUID(bytes=os.read(read_end, 16))
+    parent = uuid7()
+    assert child.int & ((1 << 62) - 1) != parent.int & ((1 << 62) - 1)
