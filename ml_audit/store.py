@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -98,9 +99,15 @@ class _IdCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def _reset_after_fork(self) -> None:
+        # A fork while another thread held the lock would leave the child's copy locked.
+        self._lock = threading.Lock()
+
 
 _model_ids = _IdCache(max_size=1_000)
 _actor_ids = _IdCache(max_size=50_000)
+for _cache in (_model_ids, _actor_ids):
+    os.register_at_fork(after_in_child=_cache._reset_after_fork)
 
 
 def clear_caches() -> None:
@@ -236,7 +243,12 @@ def write_many(records: Sequence[PredictionRecord], *, using: str | None = None)
     model_ids, actor_ids = _cached_ids(alias, records)
     if model_ids is not None and actor_ids is not None:
         try:
-            return _insert_and_reconcile(alias, records, model_ids, actor_ids)
+            if len(records) == 1:  # steady state of a single record: exactly one statement
+                return _insert_and_reconcile(alias, records, model_ids, actor_ids)
+            # A batch may take several INSERTs (SQLite binds at most ~999 parameters): one
+            # transaction makes it all-or-nothing and saves a commit per statement.
+            with transaction.atomic(using=alias):
+                return _insert_and_reconcile(alias, records, model_ids, actor_ids)
         except IntegrityError:
             # A cached id can go stale if its row was deleted; start again from the database.
             if connections[alias].in_atomic_block:
@@ -319,16 +331,44 @@ def _insert_ignoring_conflicts(alias: str, events: list[PredictionEvent]) -> set
     batch_size = max(1, connection.ops.bulk_batch_size(list(fields), events))
     inserted: set[uuid.UUID] = set()
     with connection.cursor() as cursor:
+        # Batches only: a single row gains nothing, and stays visible to Django's query log.
+        raw = _server_bound_cursor(connection, cursor) if len(events) > 1 else None
         for start in range(0, len(events), batch_size):
             query = InsertQuery(PredictionEvent, on_conflict=OnConflict.IGNORE)
             query.insert_values(fields, list[Model](events[start : start + batch_size]))
             compiler = query.get_compiler(using=alias)
             compiler.returning_fields = [pk_field]
             for sql, params in compiler.as_sql():
-                cursor.execute(sql, params)
-                for (pk,) in cursor.fetchall():
+                if raw is not None:
+                    # Django's error translation, as its own cursors have it.
+                    with connection.wrap_database_errors:
+                        raw.execute(sql, params)
+                        rows = raw.fetchall()
+                else:
+                    cursor.execute(sql, params)
+                    rows = cursor.fetchall()
+                for (pk,) in rows:
                     inserted.add(pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)))
     return inserted
+
+
+def _server_bound_cursor(connection: Any, cursor: Any) -> Any:
+    """On psycopg 3, a cursor that binds parameters on the server.
+
+    Django's default psycopg cursor binds on the client, quoting every element of the bulk
+    insert's arrays in Python; binding on the server leaves that to psycopg's C dumpers and
+    is markedly faster for batches. Same connection, same transaction.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    try:
+        import psycopg
+    except ImportError:  # psycopg2: Django's cursor already is the fast path there
+        return None
+    raw_connection = connection.connection
+    if not isinstance(raw_connection, psycopg.Connection):
+        return None
+    return psycopg.Cursor(raw_connection)
 
 
 def _existing_events(alias: str, prediction_ids: list[str]) -> dict[str, PredictionEvent]:

@@ -60,7 +60,7 @@ def test_seed_quickstart_records_a_redacted_row() -> None:
     assert row.client_ip == "203.0.113.9"
     assert row.user_agent == "curl/8.0"
     assert row.correlation_id == "req-123"
-    assert row.trace_id == ""
+    assert len(row.trace_id) == 32  # the prediction span's trace
     assert row.decision_outcome == "flagged"
     assert row.confidence == pytest.approx(0.87)
     assert row.latency_ms == pytest.approx(12.3)

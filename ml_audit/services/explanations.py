@@ -10,6 +10,7 @@ from ml_audit import store
 from ml_audit.conf import audit_settings
 from ml_audit.exceptions import InvalidRecord, PredictionNotFound
 from ml_audit.models import Explanation, PredictionEvent
+from ml_audit.otel.spans import emit_explanation_span
 from ml_audit.records import ExplanationRecord
 
 __all__ = ["attach_explanation", "resolve_prediction"]
@@ -92,4 +93,13 @@ def attach_explanation(
     if "explanation" in audit_settings.REDACT_PAYLOADS:
         record = record.redact(audit_settings.redaction_policy)
     event = resolve_prediction(prediction, using=using)
-    return store.write_explanation(event, record, using=using or event._state.db)
+    explanation = store.write_explanation(event, record, using=using or event._state.db)
+    emit_explanation_span(
+        prediction_id=event.prediction_id,
+        trace_id=event.trace_id,
+        span_id=event.span_id,
+        method=explanation.method,
+        revision=explanation.revision,
+        status=explanation.status,
+    )
+    return explanation

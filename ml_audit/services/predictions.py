@@ -10,6 +10,7 @@ from ml_audit import store
 from ml_audit.conf import audit_settings
 from ml_audit.exceptions import InvalidRecord
 from ml_audit.models import ModelVersion, PredictionEvent
+from ml_audit.otel.spans import record_through_span
 from ml_audit.records import ActorPayload, PredictionRecord, to_json
 
 __all__ = ["record_prediction_event", "register_model_version"]
@@ -47,6 +48,10 @@ def record_prediction_event(
     ``correlation_id``). ``timestamp`` defaults to now and must be timezone-aware unless
     ``ML_AUDIT['NAIVE_DATETIME_POLICY']`` is ``"utc"``.
 
+    The prediction is an OpenTelemetry span ``ml_audit.prediction <model_name>`` (a child of the
+    current span, or of the trace named by a W3C ``trace_id``), persisted by the audit span
+    processor before this function returns.
+
     Raises :class:`~ml_audit.exceptions.InvalidRecord` (a ``ValueError``) naming the first
     invalid argument; nothing is written then.
     """
@@ -70,8 +75,10 @@ def record_prediction_event(
         default_environment=audit_settings.ENVIRONMENT,
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
     )
-    redacted = record.redact(audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS)
-    return store.write(redacted, using=using)
+    # The same path as the span helpers: redact, span, processor, writer (synchronously here,
+    # so the saved row can be returned).
+    event: PredictionEvent = record_through_span(record, using=using)
+    return event
 
 
 def register_model_version(

@@ -1,0 +1,266 @@
+"""Span conventions: names, the ``ml_audit.*`` attributes, and encode/decode between them.
+
+A prediction is a span named ``ml_audit.prediction <model_name>``; an explanation a span named
+``ml_audit.explanation <method>`` linked to its prediction's span. :func:`encode` turns a
+redacted :class:`~ml_audit.records.PredictionRecord` into span attributes and :func:`decode`
+turns them back: ``decode(encode(r), ids) == r`` (tested), as long as no attribute limit cut
+them and payload export is on. The processor does not depend on that: it persists the record
+handed over with the span (see :mod:`ml_audit.otel.pending`), so limits and payload settings
+only shape what the APM sees.
+
+Payload attributes (features, output, metadata, auth context, redaction summary) are JSON
+strings. Standard attributes are used where one fits: ``client.address``,
+``user_agent.original``, ``error.type``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from ml_audit.records import ActorPayload, PredictionRecord
+
+_std_dumps: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    try:  # optional accelerator (pip install django-ml-audit[fast]): ~10x faster here
+        import orjson
+    except ImportError:  # pragma: no cover - exercised where orjson is not installed
+        return _std_dumps
+
+    def dumps(value: Any) -> str:
+        try:
+            return orjson.dumps(value).decode()
+        except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+            return _std_dumps(value)
+
+    return dumps
+
+
+_dumps = _make_dumps()
+
+__all__ = [
+    "ATTR",
+    "EXPLANATION_SPAN_PREFIX",
+    "PAYLOAD_ATTRIBUTES",
+    "PREDICTION_SPAN_PREFIX",
+    "SCHEMA_VERSION",
+    "decode",
+    "decode_span",
+    "encode",
+    "format_span_id",
+    "format_trace_id",
+    "is_prediction_span",
+    "prediction_span_name",
+]
+
+SCHEMA_VERSION = 1
+PREDICTION_SPAN_PREFIX = "ml_audit.prediction"
+EXPLANATION_SPAN_PREFIX = "ml_audit.explanation"
+_PREDICTION_SPAN_START = PREDICTION_SPAN_PREFIX + " "
+
+
+class ATTR:
+    """Attribute names. Everything of ours is under ``ml_audit.``."""
+
+    SCHEMA_VERSION = "ml_audit.schema_version"
+    EVENT_ID = "ml_audit.event_id"
+    PREDICTION_ID = "ml_audit.prediction_id"
+    TIMESTAMP = "ml_audit.timestamp"
+    MODEL_NAME = "ml_audit.model.name"
+    MODEL_VERSION = "ml_audit.model.version"
+    ENVIRONMENT = "ml_audit.environment"
+    DECISION_OUTCOME = "ml_audit.decision_outcome"
+    CONFIDENCE = "ml_audit.confidence"
+    STATUS = "ml_audit.status"
+    ERROR_MESSAGE = "ml_audit.error.message"
+    LATENCY_MS = "ml_audit.latency_ms"
+    ACTOR_TYPE = "ml_audit.actor.type"
+    ACTOR_ID = "ml_audit.actor.id"
+    TENANT_ID = "ml_audit.actor.tenant_id"
+    AUTH_CONTEXT = "ml_audit.actor.auth_context"
+    FEATURES = "ml_audit.features"
+    OUTPUT = "ml_audit.output"
+    METADATA = "ml_audit.metadata"
+    REDACTION = "ml_audit.redaction"
+    CORRELATION_ID = "ml_audit.correlation_id"
+    # Explanation spans
+    EXPLANATION_METHOD = "ml_audit.explanation.method"
+    EXPLANATION_REVISION = "ml_audit.explanation.revision"
+    EXPLANATION_STATUS = "ml_audit.explanation.status"
+    # OpenTelemetry semantic conventions
+    CLIENT_ADDRESS = "client.address"
+    USER_AGENT = "user_agent.original"
+    ERROR_TYPE = "error.type"
+
+
+#: Attributes that carry payload content; left out of spans when payload export is off.
+PAYLOAD_ATTRIBUTES = frozenset({ATTR.FEATURES, ATTR.OUTPUT, ATTR.METADATA, ATTR.AUTH_CONTEXT})
+
+
+def prediction_span_name(model_name: str) -> str:
+    return f"{PREDICTION_SPAN_PREFIX} {model_name}"
+
+
+def is_prediction_span(name: str) -> bool:
+    """Cheap test on the span name (attributes may have been dropped by a count limit)."""
+    return name.startswith(_PREDICTION_SPAN_START) or name == PREDICTION_SPAN_PREFIX
+
+
+def format_trace_id(value: int) -> str:
+    return f"{value:032x}" if value else ""
+
+
+def format_span_id(value: int) -> str:
+    return f"{value:016x}" if value else ""
+
+
+def _json(value: Any, max_length: int | None) -> str:
+    # Not canonical_json: key order does not matter to a reader, and sorting costs time on
+    # the request thread.
+    text = _dumps(value)
+    if max_length is not None and len(text) > max_length:
+        # Mark the cut so that nobody mistakes an exported prefix for the whole payload.
+        return text[: max(0, max_length - 1)] + "…"
+    return text
+
+
+def encode(
+    record: PredictionRecord, *, export_payloads: bool = True, max_length: int | None = None
+) -> dict[str, AttributeValue]:
+    """Span attributes for a redacted record.
+
+    ``export_payloads=False`` leaves features, output, metadata and auth context out.
+    ``max_length`` bounds each JSON attribute (the database row is always whole).
+    """
+    if not record.is_redacted:
+        raise ValueError("only redacted records may become span attributes")
+    attributes: dict[str, AttributeValue] = {
+        ATTR.SCHEMA_VERSION: SCHEMA_VERSION,
+        ATTR.EVENT_ID: str(record.event_id),
+        ATTR.PREDICTION_ID: record.prediction_id,
+        ATTR.TIMESTAMP: record.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        ATTR.MODEL_NAME: record.model_name,
+        ATTR.MODEL_VERSION: record.model_version,
+        ATTR.STATUS: record.status,
+        ATTR.REDACTION: _json(record.redaction, max_length),
+    }
+    optional: dict[str, Any] = {
+        ATTR.ENVIRONMENT: record.environment,
+        ATTR.DECISION_OUTCOME: record.decision_outcome,
+        ATTR.CONFIDENCE: record.confidence,
+        ATTR.LATENCY_MS: record.latency_ms,
+        ATTR.ERROR_TYPE: record.error_type,
+        ATTR.ERROR_MESSAGE: record.error_message,
+        ATTR.CORRELATION_ID: record.correlation_id,
+    }
+    actor = record.actor
+    if actor is not None:
+        optional.update(
+            {
+                ATTR.ACTOR_TYPE: actor.actor_type,
+                ATTR.ACTOR_ID: actor.actor_id,
+                ATTR.TENANT_ID: actor.tenant_id,
+                ATTR.CLIENT_ADDRESS: actor.ip_address,
+                ATTR.USER_AGENT: actor.user_agent,
+            }
+        )
+    attributes.update({k: v for k, v in optional.items() if v is not None and v != ""})
+    if export_payloads:
+        attributes[ATTR.FEATURES] = _json(record.features, max_length)
+        attributes[ATTR.OUTPUT] = _json(record.output, max_length)
+        attributes[ATTR.METADATA] = _json(record.metadata, max_length)
+        if actor is not None and actor.auth_context is not None:
+            attributes[ATTR.AUTH_CONTEXT] = _json(actor.auth_context, max_length)
+    return attributes
+
+
+def decode(
+    attributes: Mapping[str, Any],
+    *,
+    trace_id: str = "",
+    span_id: str = "",
+    parent_span_id: str = "",
+) -> PredictionRecord:
+    """The record that :func:`encode` turned into ``attributes`` (ids from the span context).
+
+    Raises ``ValueError`` when required attributes are missing (a count limit dropped them) or
+    a payload was cut by ``max_length``.
+    """
+
+    def get(name: str, default: Any = None) -> Any:
+        return attributes.get(name, default)
+
+    def payload(name: str, default: Any) -> Any:
+        text = attributes.get(name)
+        if text is None:
+            return default
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"attribute {name} is not whole JSON (cut by a limit?)") from exc
+
+    missing = [
+        name
+        for name in (ATTR.EVENT_ID, ATTR.PREDICTION_ID, ATTR.TIMESTAMP, ATTR.MODEL_NAME)
+        if name not in attributes
+    ]
+    if missing:
+        raise ValueError(f"span lacks ml_audit attributes: {', '.join(missing)}")
+    if get(ATTR.SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise ValueError(f"unsupported ml_audit schema version {get(ATTR.SCHEMA_VERSION)!r}")
+    actor = None
+    if get(ATTR.ACTOR_TYPE) is not None:
+        actor = ActorPayload(
+            actor_type=get(ATTR.ACTOR_TYPE),
+            actor_id=get(ATTR.ACTOR_ID),
+            tenant_id=get(ATTR.TENANT_ID),
+            ip_address=get(ATTR.CLIENT_ADDRESS),
+            user_agent=get(ATTR.USER_AGENT),
+            auth_context=payload(ATTR.AUTH_CONTEXT, None),
+        )
+    confidence = get(ATTR.CONFIDENCE)
+    latency = get(ATTR.LATENCY_MS)
+    return PredictionRecord(
+        event_id=uuid.UUID(get(ATTR.EVENT_ID)),
+        prediction_id=get(ATTR.PREDICTION_ID),
+        timestamp=dt.datetime.fromisoformat(get(ATTR.TIMESTAMP)).astimezone(dt.UTC),
+        model_name=get(ATTR.MODEL_NAME),
+        model_version=get(ATTR.MODEL_VERSION),
+        environment=get(ATTR.ENVIRONMENT, ""),
+        actor=actor,
+        features=payload(ATTR.FEATURES, {}),
+        output=payload(ATTR.OUTPUT, None),
+        confidence=None if confidence is None else float(confidence),
+        decision_outcome=get(ATTR.DECISION_OUTCOME, ""),
+        status=get(ATTR.STATUS, "success"),
+        error_type=get(ATTR.ERROR_TYPE, ""),
+        error_message=get(ATTR.ERROR_MESSAGE, ""),
+        latency_ms=None if latency is None else float(latency),
+        metadata=payload(ATTR.METADATA, {}),
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        correlation_id=get(ATTR.CORRELATION_ID, ""),
+        redaction=payload(ATTR.REDACTION, None),
+    )
+
+
+def decode_span(span: Any) -> PredictionRecord:
+    """:func:`decode` for a finished SDK span (``ReadableSpan``)."""
+    context = span.context
+    parent = span.parent
+    return decode(
+        span.attributes or {},
+        trace_id=format_trace_id(context.trace_id),
+        span_id=format_span_id(context.span_id),
+        parent_span_id=format_span_id(parent.span_id) if parent is not None else "",
+    )

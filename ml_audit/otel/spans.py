@@ -1,0 +1,410 @@
+"""Predictions as spans: the context manager, the decorator, and the seed facade's span.
+
+Every prediction recorded by ml_audit goes the same way::
+
+    record (validated) -> redacted -> span ml_audit.prediction <model> -> processor -> writer
+
+>>> with prediction_span(model_name="fraud", model_version="3", features=x, actor=actor) as p:
+...     score = model.predict_proba(x)[0, 1]
+...     p.set_output({"score": score}, confidence=score, decision_outcome="flagged")
+
+The span is a child of the current span (the Django request span under
+opentelemetry-instrumentation-django), or a root span when there is none. An exception inside
+the block marks the prediction ``failed`` (error type and redacted message), marks the span
+ERROR with an ``exception`` event, and is re-raised. Latency is the span's duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import functools
+import inspect
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from asgiref.sync import sync_to_async
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+
+from ml_audit.conf import audit_settings
+from ml_audit.exceptions import InvalidRecord
+from ml_audit.otel import conventions, pending
+from ml_audit.otel.conventions import ATTR
+from ml_audit.otel.setup import get_pipeline
+from ml_audit.records import ActorPayload, PredictionRecord
+
+__all__ = [
+    "PredictionSpan",
+    "audit_prediction",
+    "emit_explanation_span",
+    "prediction_span",
+    "record_through_span",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_ERROR_MESSAGE = 10_000
+
+
+class AuditWriteError(RuntimeError):
+    """The audit span processor did not persist a synchronous prediction."""
+
+
+@dataclasses.dataclass
+class PredictionSpan:
+    """The handle ``prediction_span`` yields: set the outcome before the block ends."""
+
+    span: Span
+    record: PredictionRecord
+    _outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The saved PredictionEvent once a synchronous prediction has ended.
+    event: Any = None
+
+    @property
+    def prediction_id(self) -> str:
+        return self.record.prediction_id
+
+    @property
+    def trace_id(self) -> str:
+        return self.record.trace_id
+
+    def set_output(
+        self,
+        output: Any,
+        *,
+        confidence: float | None = None,
+        decision_outcome: str | None = None,
+        status: str = "success",
+    ) -> None:
+        """Record what the model answered (validated when the block ends)."""
+        self._outcome.update(
+            output=output, confidence=confidence, decision_outcome=decision_outcome, status=status
+        )
+
+    def add_metadata(self, **metadata: Any) -> None:
+        """Extra JSON metadata for this prediction (merged over the initial metadata)."""
+        self._outcome.setdefault("metadata", {}).update(metadata)
+
+
+def _parent_context(trace_id: str) -> otel_context.Context | None:
+    """The context to start a prediction span in; a W3C ``trace_id`` argument wins."""
+    if not trace_id:
+        return None
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and conventions.format_trace_id(current.trace_id) == trace_id:
+        return None
+    # The caller named a trace that is not the current one: continue it as a remote parent.
+    # The parent span id is synthetic, as the seed API carries none.
+    remote = SpanContext(
+        trace_id=int(trace_id, 16),
+        span_id=random.getrandbits(64) or 1,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(remote))
+
+
+def _start(record: PredictionRecord, *, timestamp_from_span: bool) -> tuple[Span, PredictionRecord]:
+    tracer = get_pipeline().tracer
+    span = tracer.start_span(
+        conventions.prediction_span_name(record.model_name),
+        context=_parent_context(record.trace_id),
+        kind=SpanKind.INTERNAL,
+    )
+    ctx = span.get_span_context()
+    parent = getattr(span, "parent", None)
+    changes: dict[str, Any] = {
+        "trace_id": conventions.format_trace_id(ctx.trace_id),
+        "span_id": conventions.format_span_id(ctx.span_id),
+        "parent_span_id": conventions.format_span_id(parent.span_id) if parent else "",
+    }
+    if timestamp_from_span:
+        started = _timestamp_of(span)
+        if started is not None:
+            changes["timestamp"] = started
+    return span, record.evolve(**changes)
+
+
+def _finish(
+    span: Span,
+    record: PredictionRecord,
+    *,
+    sync: bool,
+    latency_from_span: bool,
+    using: str | None = None,
+) -> Any:
+    """Redact, describe the span, hand the record over and end the span."""
+    redacted = record.redact(audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS)
+    span.set_attributes(
+        conventions.encode(
+            redacted,
+            export_payloads=audit_settings.EXPORT_PAYLOADS,
+            max_length=audit_settings.EXPORT_MAX_ATTRIBUTE_LENGTH,
+        )
+    )
+    if redacted.status == "failed":
+        span.set_status(Status(StatusCode.ERROR, redacted.error_type or None))
+        # Not span.record_exception(): its message and stack trace are not redacted.
+        span.add_event(
+            "exception",
+            {
+                "exception.type": redacted.error_type,
+                "exception.message": redacted.error_message,
+            },
+        )
+    ctx = span.get_span_context()
+    handed = pending.PendingWrite(
+        redacted, sync=sync, latency_from_span=latency_from_span, using=using
+    )
+    pending.hand_over(ctx.trace_id, ctx.span_id, handed)
+    span.end()
+    if not sync:
+        return None
+    if not handed.done.is_set():
+        pending.take(ctx.trace_id, ctx.span_id)
+        raise AuditWriteError(
+            "the ml_audit span processor did not receive the prediction span; "
+            "is it attached to the tracer provider?"
+        )
+    if handed.error is not None:
+        raise handed.error
+    return handed.event
+
+
+def record_through_span(record: PredictionRecord, *, using: str | None = None) -> Any:
+    """Persist a validated, unredacted record through a span, synchronously; return the row.
+
+    The seed facade ``record_prediction_event`` uses this: same span as the helpers.
+    """
+    span, record = _start(record, timestamp_from_span=False)
+    return _finish(span, record, sync=True, latency_from_span=False, using=using)
+
+
+def _timestamp_of(span: Span) -> dt.datetime | None:
+    start = getattr(span, "start_time", None)
+    if start is None:
+        return None
+    return dt.datetime.fromtimestamp(start / 1e9, tz=dt.UTC)
+
+
+class prediction_span:
+    """Record the prediction made inside the block (see the module docstring).
+
+    Use it as ``with prediction_span(...) as p`` or, in async code, ``async with``. Inputs are
+    validated on entry (an invalid call raises ``InvalidRecord`` before the model runs).
+    ``mode`` is ``"batch"`` or ``"sync"`` (default ``ML_AUDIT['WRITE_MODE']``); in sync mode
+    the saved row is ``p.event`` after the block. Under ``async with`` a sync-mode write runs
+    in a thread (``asgiref.sync_to_async``), as Django's ORM requires.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        model_version: str,
+        features: Mapping[str, Any],
+        actor: ActorPayload | Mapping[str, Any] | None = None,
+        environment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        prediction_id: str | None = None,
+        mode: str | None = None,
+    ) -> None:
+        self.mode = mode or audit_settings.WRITE_MODE
+        if self.mode not in ("batch", "sync"):
+            raise ValueError(f"mode must be 'batch' or 'sync', not {self.mode!r}")
+        self.draft = PredictionRecord.create(
+            model_name=model_name,
+            model_version=model_version,
+            features=features,
+            actor=actor,
+            environment=environment,
+            metadata=metadata,
+            prediction_id=prediction_id,
+            default_environment=audit_settings.ENVIRONMENT,
+        )
+        self._token: object | None = None
+        self._handle: PredictionSpan | None = None
+
+    def __enter__(self) -> PredictionSpan:
+        span, draft = _start(self.draft, timestamp_from_span=True)
+        self.draft = draft
+        self._handle = PredictionSpan(span=span, record=draft)
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return self._handle
+
+    def _detach(self) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def _complete(self, exc: BaseException | None) -> None:
+        """End the span with the outcome (or the failure) and persist it."""
+        handle = self._handle
+        assert handle is not None
+        sync = self.mode == "sync"
+        if exc is not None:
+            outcome = {k: v for k, v in handle._outcome.items() if k == "metadata"}
+            record = self.draft.with_outcome(
+                status="failed",
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                error_message=str(exc)[:MAX_ERROR_MESSAGE],
+                **outcome,
+            )
+            _finish(handle.span, record, sync=sync, latency_from_span=True)
+            return
+        try:
+            record = self.draft.with_outcome(**handle._outcome)
+        except InvalidRecord as invalid:
+            # The model ran but its outcome cannot be stored as given: the audit trail still
+            # gets an entry (failed, saying why) before the error reaches the caller.
+            failed = self.draft.with_outcome(
+                status="failed",
+                error_type=f"{InvalidRecord.__module__}.InvalidRecord",
+                error_message=str(invalid)[:MAX_ERROR_MESSAGE],
+            )
+            _finish(handle.span, failed, sync=sync, latency_from_span=True)
+            raise
+        handle.record = record
+        handle.event = _finish(handle.span, record, sync=sync, latency_from_span=True)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._detach()
+        self._complete(exc)
+
+    async def __aenter__(self) -> PredictionSpan:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._detach()
+        if self.mode == "sync":
+            await sync_to_async(self._complete)(exc)
+        else:
+            self._complete(exc)
+
+
+def _argument(spec: str | Callable[..., Any] | None, bound: inspect.BoundArguments) -> Any:
+    if spec is None:
+        return None
+    if callable(spec):
+        return spec(*bound.args, **bound.kwargs)
+    return bound.arguments.get(spec)
+
+
+def _from_result(spec: str | Callable[[Any], Any] | None, result: Any) -> Any:
+    if spec is None:
+        return None
+    if callable(spec):
+        return spec(result)
+    return result.get(spec) if isinstance(result, Mapping) else getattr(result, spec, None)
+
+
+def audit_prediction(
+    *,
+    model_name: str,
+    model_version: str,
+    features: str | Callable[..., Mapping[str, Any]] = "features",
+    actor: str | Callable[..., Any] | None = None,
+    confidence: str | Callable[[Any], Any] | None = None,
+    decision_outcome: str | Callable[[Any], Any] | None = None,
+    environment: str | None = None,
+    mode: str | None = None,
+) -> Callable[[F], F]:
+    """Decorator: every call of the function (sync or ``async``) is a recorded prediction.
+
+    ``features`` and ``actor`` name a parameter of the function (or are callables taking the
+    same arguments); the return value is the output; ``confidence`` and ``decision_outcome``
+    name a key (or attribute) of the return value, or are callables of it.
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+
+        def opened(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return prediction_span(
+                model_name=model_name,
+                model_version=model_version,
+                features=_argument(features, bound),
+                actor=_argument(actor, bound),
+                environment=environment,
+                mode=mode,
+            )
+
+        def outcome(p: PredictionSpan, result: Any) -> None:
+            p.set_output(
+                result,
+                confidence=_from_result(confidence, result),
+                decision_outcome=_from_result(decision_outcome, result),
+            )
+
+        if asyncio.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with opened(args, kwargs) as p:
+                    result = await func(*args, **kwargs)
+                    outcome(p, result)
+                return result
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with opened(args, kwargs) as p:
+                result = func(*args, **kwargs)
+                outcome(p, result)
+            return result
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def emit_explanation_span(
+    *,
+    prediction_id: str,
+    trace_id: str,
+    span_id: str,
+    method: str,
+    revision: int,
+    status: str,
+) -> None:
+    """A span ``ml_audit.explanation <method>`` linked to the prediction's span."""
+    links = []
+    if trace_id and span_id:
+        links.append(
+            Link(
+                SpanContext(
+                    trace_id=int(trace_id, 16),
+                    span_id=int(span_id, 16),
+                    is_remote=True,
+                    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                )
+            )
+        )
+    tracer = get_pipeline().tracer
+    span = tracer.start_span(
+        f"{conventions.EXPLANATION_SPAN_PREFIX} {method}",
+        kind=SpanKind.INTERNAL,
+        links=links,
+        attributes={
+            ATTR.PREDICTION_ID: prediction_id,
+            ATTR.EXPLANATION_METHOD: method,
+            ATTR.EXPLANATION_REVISION: revision,
+            ATTR.EXPLANATION_STATUS: status,
+        },
+    )
+    span.end()
