@@ -1,0 +1,139 @@
+"""Request-thread cost of one prediction in batch mode, against a bare SDK span.
+
+Measures what the caller's thread pays for ``with prediction_span(...) as p: p.set_output(...)``
+with 20 features in batch mode (validation, redaction, span, attributes, hand-over, enqueue;
+the database write happens on the worker thread), and a bare SDK span from the same provider
+carrying the same number of attributes, interleaved call by call in one run.
+
+    python benchmarks/bench_request_thread.py [--count 20000]
+
+Targets (issue #3): p50 <= 60 us and <= 2.5x the bare span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from typing import Any
+
+from _django import setup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--busy-worker",
+        action="store_true",
+        help="let the writer thread run during the measurement (GIL contention included)",
+    )
+    args = parser.parse_args()
+    backend = setup()
+
+    from django.conf import settings
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from ml_audit.otel import conventions
+    from ml_audit.otel import setup as otel_setup
+    from ml_audit.otel.spans import prediction_span
+    from ml_audit.records import ActorPayload, PredictionRecord
+    from ml_audit.redaction import RedactionPolicy
+
+    # The worker writes between measured bursts, not during them: a burst fits in one batch
+    # and the schedule delay outlasts it, so the numbers are the request thread's own cost.
+    # (--busy-worker measures with the worker writing concurrently instead.)
+    burst = 1000
+    if not args.busy_worker:
+        settings.ML_AUDIT = {
+            "BATCH_MAX_SIZE": burst + 1,
+            "BATCH_MAX_QUEUE_SIZE": 10 * burst,
+            "BATCH_SCHEDULE_DELAY_MS": 600_000,
+        }
+        from ml_audit.conf import audit_settings
+
+        audit_settings.reload()
+    provider = TracerProvider()
+    pipeline = otel_setup.install(provider)
+    bare_tracer = provider.get_tracer("bench")
+    actor = ActorPayload("user", "bench-user", tenant_id="t1", ip_address="10.0.0.1")
+
+    def features(i: int) -> dict[str, Any]:
+        values: dict[str, Any] = {f"f{j:02d}": (i * 31 + j) % 97 / 7 for j in range(18)}
+        values["country"] = "DE"
+        values["email"] = f"user{i}@example.com"
+        return values
+
+    sample = PredictionRecord.create(
+        model_name="bench", model_version="1", features=features(0), actor=actor
+    ).redact(RedactionPolicy(), frozenset({"features"}))
+    bare_attributes = conventions.encode(sample)
+
+    def audited(i: int) -> None:
+        with prediction_span(
+            model_name="bench", model_version="1", features=features(i), actor=actor
+        ) as p:
+            p.set_output({"score": 0.5}, confidence=0.5, decision_outcome="clean")
+
+    def bare(i: int) -> None:
+        features(i)  # the same input construction cost on both sides
+        span = bare_tracer.start_span("bare", attributes=bare_attributes)
+        span.end()
+
+    for i in range(500):
+        audited(i)
+        bare(i)
+    pipeline.processor.force_flush()
+    audited_times: list[float] = []
+    bare_times: list[float] = []
+    gc.collect()
+    for i in range(args.count):
+        t0 = time.perf_counter()
+        bare(i)
+        t1 = time.perf_counter()
+        audited(i)
+        t2 = time.perf_counter()
+        bare_times.append(t1 - t0)
+        audited_times.append(t2 - t1)
+        if i % burst == burst - 1:
+            pipeline.processor.force_flush()
+    pipeline.processor.force_flush()
+    stats = pipeline.processor.stats()
+
+    def p(times: list[float], q: float) -> float:
+        ordered = sorted(times)
+        return ordered[int(len(ordered) * q)] * 1e6
+
+    result = {
+        "backend": backend,
+        "count": args.count,
+        "worker": "busy" if args.busy_worker else "parked during bursts",
+        "attributes": len(bare_attributes),
+        "bare_span_p50_us": statistics.median(bare_times) * 1e6,
+        "prediction_span_p50_us": statistics.median(audited_times) * 1e6,
+        "prediction_span_p90_us": p(audited_times, 0.9),
+        "processor_stats": stats,
+    }
+    result["ratio_p50"] = result["prediction_span_p50_us"] / result["bare_span_p50_us"]
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"backend: {backend}, {args.count} calls each, {len(bare_attributes)} attributes, "
+        f"worker {result['worker']}"
+    )
+    print(f"  bare SDK span            p50 {result['bare_span_p50_us']:8.1f} us")
+    print(
+        f"  prediction_span (batch)  p50 {result['prediction_span_p50_us']:8.1f} us"
+        f"   p90 {result['prediction_span_p90_us']:8.1f} us"
+    )
+    print(f"  ratio (p50): {result['ratio_p50']:.2f}")
+    print(f"  processor: {stats}")
+    otel_setup.uninstall()
+
+
+if __name__ == "__main__":
+    main()
