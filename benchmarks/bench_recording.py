@@ -1,8 +1,8 @@
 """Cost of ``record_prediction_event`` against a raw ``PredictionEvent.objects.create``.
 
-Both write the same row (20 features, one of them an e-mail that gets redacted) in
-autocommit mode, interleaved call by call so that both see the same machine and database
-state. The baseline skips everything the library adds (validation, JSON normalisation,
+Both write the same row (20 features, one of them an e-mail that gets redacted, and a trace
+and span id) in autocommit mode, interleaved call by call so that both see the same machine and
+database state. The baseline skips everything the library adds (validation, JSON normalisation,
 redaction, hashing, idempotency); the ratio of the medians is the library's overhead.
 
     python benchmarks/bench_recording.py                      # SQLite file
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import time
 from typing import Any
@@ -66,6 +67,10 @@ def main() -> None:
             id=uuid7(),
             prediction_id=f"raw-{i}",
             timestamp=warm.timestamp,
+            # The same row: recorded predictions carry their span's ids (and so feed the
+            # trace_id index), so the baseline's rows do too.
+            trace_id=secrets.token_hex(16),
+            span_id=secrets.token_hex(8),
             environment="bench",
             model_id=model_id,
             actor_id=actor_id,

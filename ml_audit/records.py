@@ -365,9 +365,30 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
     )
 
 
+_canonical_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text (sorted keys, no spaces, UTF-8) used for every hash."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical_encode(value)
+
+
+def canonical_json_of_mapping(value: Mapping[str, Any], known: Mapping[str, str]) -> str:
+    """``canonical_json(value)`` for a flat-keyed mapping, reusing texts already computed.
+
+    ``known`` maps some top-level keys to their value's canonical JSON, so a large payload that
+    was serialised once (e.g. for the input fingerprint) is not serialised again. The result
+    is byte-for-byte ``canonical_json(value)`` (tested).
+    """
+    parts = []
+    for key in sorted(value):
+        text = known.get(key)
+        if text is None:
+            text = _canonical_encode(value[key])
+        parts.append(f"{_canonical_encode(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def sha256_hex(value: Any) -> str:
@@ -526,7 +547,7 @@ class ActorPayload:
         return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
 
 
-_CACHED_FIELDS = ("input_fingerprint",)
+_CACHED_FIELDS = ("input_fingerprint", "_features_json")
 
 
 def _evolve(record: Any, **changes: Any) -> Any:
@@ -750,9 +771,13 @@ class PredictionRecord:
         return (self.actor.tenant_id or "") if self.actor else ""
 
     @functools.cached_property
+    def _features_json(self) -> str:
+        return canonical_json(self.features)
+
+    @functools.cached_property
     def input_fingerprint(self) -> str:
         """SHA-256 of the *redacted* features: equal inputs match without being revealed."""
-        return sha256_hex(self.features)
+        return hashlib.sha256(self._features_json.encode("utf-8")).hexdigest()
 
     def identity(self) -> dict[str, Any]:
         """The values compared when the same ``prediction_id`` is recorded again."""
@@ -813,7 +838,8 @@ class PredictionRecord:
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of :meth:`stored_fields` (tamper evidence)."""
-        return sha256_hex(self.stored_fields())
+        text = canonical_json_of_mapping(self.stored_fields(), {"features": self._features_json})
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         """A lossless JSON form of the record (for spool files); inverse of :meth:`from_dict`."""

@@ -330,6 +330,8 @@ def _insert_ignoring_conflicts(alias: str, events: list[PredictionEvent]) -> set
     assert pk_field is not None
     batch_size = max(1, connection.ops.bulk_batch_size(list(fields), events))
     inserted: set[uuid.UUID] = set()
+    if len(events) == 1:
+        return _insert_one(alias, events[0])
     with connection.cursor() as cursor:
         # Batches only: a single row gains nothing, and stays visible to Django's query log.
         raw = _server_bound_cursor(connection, cursor) if len(events) > 1 else None
@@ -350,6 +352,43 @@ def _insert_ignoring_conflicts(alias: str, events: list[PredictionEvent]) -> set
                 for (pk,) in rows:
                     inserted.add(pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)))
     return inserted
+
+
+# The SQL of a one-row insert never changes for a given database: compile it once per alias
+# and only prepare the parameters per record (the steady-state path of a synchronous record).
+_one_row_sql: dict[tuple[str, str], str] = {}
+
+
+def _compile_one(alias: str, event: PredictionEvent) -> tuple[str, Any]:
+    query = InsertQuery(PredictionEvent, on_conflict=OnConflict.IGNORE)
+    query.insert_values(PredictionEvent._meta.concrete_fields, [event])
+    compiler = query.get_compiler(using=alias)
+    compiler.returning_fields = [PredictionEvent._meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, params
+
+
+def _one_row_params(alias: str, event: PredictionEvent) -> list[Any]:
+    connection = connections[alias]
+    return [
+        field.get_db_prep_save(field.pre_save(event, True), connection=connection)
+        for field in PredictionEvent._meta.concrete_fields
+    ]
+
+
+def _insert_one(alias: str, event: PredictionEvent) -> set[uuid.UUID]:
+    connection = connections[alias]
+    key = (alias, connection.vendor)
+    sql = _one_row_sql.get(key)
+    if sql is None:
+        sql, params = _compile_one(alias, event)
+        _one_row_sql[key] = sql
+    else:
+        params = _one_row_params(alias, event)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in rows}
 
 
 def _server_bound_cursor(connection: Any, cursor: Any) -> Any:

@@ -422,3 +422,26 @@ def test_uuid7_random_bits_differ_between_parent_and_forked_child() -> None:
     child = uuid.UUID(bytes=os.read(read_end, 16))
     parent = uuid7()
     assert child.int & ((1 << 62) - 1) != parent.int & ((1 << 62) - 1)
+
+
+@given(json_values, st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_canonical_json_of_mapping_equals_canonical_json(
+    payload: object, rest: dict[str, object]
+) -> None:
+    from ml_audit.records import canonical_json_of_mapping
+
+    try:
+        value = to_json({**rest, "features": payload})
+    except InvalidRecord:
+        return
+    known = {"features": canonical_json(value["features"])}
+    assert canonical_json_of_mapping(value, known) == canonical_json(value)
+    assert canonical_json_of_mapping(value, {}) == canonical_json(value)
+
+
+def test_content_hash_is_sha256_of_the_canonical_stored_fields() -> None:
+    import hashlib
+
+    record = make(features={"b": 1.5, "a": "é"}).redact(RedactionPolicy(), frozenset())
+    expected = hashlib.sha256(canonical_json(record.stored_fields()).encode()).hexdigest()
+    assert record.content_hash() == expected

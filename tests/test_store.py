@@ -184,3 +184,17 @@ def test_verify_event_detects_a_changed_value() -> None:
     assert store.verify_event(row)
     row.features["age"] = 2
     assert not store.verify_event(row)
+
+
+def test_cached_one_row_insert_matches_what_django_compiles() -> None:
+    """The steady-state single-row INSERT reuses its SQL; its parameters must be Django's."""
+    record = redacted(
+        actor=ActorPayload("user", "u1", ip_address="10.0.0.1", auth_context={"k": [1]}),
+        output=None,
+        metadata={"m": "ü"},
+        latency_ms=1.25,
+    )
+    event = store._event_from_record("default", record, model_id=1, actor_id=2)
+    sql, params = store._compile_one("default", event)
+    assert "RETURNING" in sql.upper()
+    assert [str(p) for p in store._one_row_params("default", event)] == [str(p) for p in params]
