@@ -18,16 +18,9 @@ import json
 import secrets
 import statistics
 import time
-from typing import Any
 
+from _django import bench_features as features
 from _django import setup
-
-
-def features(i: int) -> dict[str, Any]:
-    values: dict[str, Any] = {f"f{j:02d}": (i * 31 + j) % 97 / 7 for j in range(18)}
-    values["country"] = "DE"
-    values["email"] = f"user{i}@example.com"
-    return values
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import gc
 import json
 import statistics
 import time
-from typing import Any
 
+from _django import bench_features as features
 from _django import setup
 
 
@@ -60,12 +60,6 @@ def main() -> None:
     pipeline = otel_setup.install(provider)
     bare_tracer = provider.get_tracer("bench")
     actor = ActorPayload("user", "bench-user", tenant_id="t1", ip_address="10.0.0.1")
-
-    def features(i: int) -> dict[str, Any]:
-        values: dict[str, Any] = {f"f{j:02d}": (i * 31 + j) % 97 / 7 for j in range(18)}
-        values["country"] = "DE"
-        values["email"] = f"user{i}@example.com"
-        return values
 
     sample = PredictionRecord.create(
         model_name="bench", model_version="1", features=features(0), actor=actor

@@ -1,61 +1,10 @@
-"""Settings of ml_audit, read lazily from ``settings.ML_AUDIT``.
+"""Settings of ml_audit, read lazily from ``settings.ML_AUDIT`` (a dict; every key optional).
 
-All keys are optional; the defaults are listed in :data:`DEFAULTS`::
-
-    ML_AUDIT = {
-        # Database alias used for every audit read and write. Point it at a separate alias
-        # (with ``ml_audit.routers.MLAuditRouter`` in DATABASE_ROUTERS) to keep the audit trail
-        # in its own database, under credentials that may only INSERT and SELECT.
-        "DATABASE_ALIAS": "default",
-        # Environment stored when a recording call does not name one ("prod", "staging", ...).
-        "ENVIRONMENT": "",
-        # Redaction policy; see ml_audit.redaction for every key. Merged over the seed-compatible
-        # ``ML_AUDIT_REDACTION`` setting (keys given here win).
-        "REDACTION": {},
-        # Which payloads are redacted. "features" is always redacted; add "output", "metadata",
-        # "auth_context" and/or "explanation" to redact those too.
-        "REDACT_PAYLOADS": ["features"],
-        # What a naive datetime passed as ``timestamp`` means: "reject" (raise InvalidRecord) or
-        # "utc" (read it as UTC).
-        "NAIVE_DATETIME_POLICY": "reject",
-
-        # --- OpenTelemetry (see ml_audit.otel) ---
-        # Attach the audit span processor to the global SDK TracerProvider (creating one when
-        # none exists and SET_GLOBAL_TRACER_PROVIDER is on). Off: predictions still become
-        # spans and rows, through a private provider that exports nothing.
-        "OTEL_ENABLED": True,
-        "SET_GLOBAL_TRACER_PROVIDER": True,
-        # How the span helpers persist: "batch" (queue + background worker) or "sync".
-        # record_prediction_event always writes synchronously so it can return the row.
-        "WRITE_MODE": "batch",
-        # Put redacted payloads (features, output, metadata, auth context) on exported spans.
-        "EXPORT_PAYLOADS": True,
-        # Cut each exported JSON attribute to this many characters (None: no cut of ours).
-        "EXPORT_MAX_ATTRIBUTE_LENGTH": None,
-        # Batch writer.
-        "BATCH_MAX_QUEUE_SIZE": 10000,
-        "BATCH_MAX_SIZE": 500,
-        "BATCH_SCHEDULE_DELAY_MS": 200,
-        # On a full queue, wait this long for room, then spool the record to disk.
-        "BATCH_QUEUE_FULL_TIMEOUT_MS": 50,
-        # Drop (logged and counted) instead of spooling when the queue stays full.
-        "DROP_ON_OVERFLOW": False,
-        # Database errors: retries with exponential backoff, then spool.
-        "WRITE_RETRY_ATTEMPTS": 3,
-        "WRITE_RETRY_BACKOFF_MS": 100,
-        # Directory of the append-only spool files (None: BASE_DIR / "ml_audit_spool" when
-        # settings.BASE_DIR exists, else a per-user directory under the system temp dir,
-        # which the system check ml_audit.W003 warns about).
-        "SPOOL_DIR": None,
-        # Building the actor from a request (ml_audit.otel.actor_from_request):
-        # dotted path of a callable(request) -> tenant id or None.
-        "TENANT_RESOLVER": None,
-        # Proxies whose X-Forwarded-For is believed (IPs or CIDR networks).
-        "TRUSTED_PROXIES": [],
-    }
-
-Values are read when first used and cached; the cache is dropped on Django's
-``setting_changed`` signal, so ``override_settings`` works in tests.
+:data:`DEFAULTS` lists every key with its default and what it means. Values are read when first
+used and cached; the cache is dropped on Django's ``setting_changed`` signal, so
+``override_settings`` works in tests. Invalid values raise
+:class:`~ml_audit.exceptions.ConfigurationError` naming the key; ``manage.py check`` reports
+them at start-up (:mod:`ml_audit.checks`).
 """
 
 from __future__ import annotations
@@ -84,25 +33,53 @@ REDACTABLE_PAYLOADS = ("features", "output", "metadata", "auth_context", "explan
 NAIVE_DATETIME_POLICIES = ("reject", "utc")
 
 DEFAULTS: dict[str, Any] = {
+    # Database alias used for every audit read and write. Point it at a separate alias
+    # (with ``ml_audit.routers.MLAuditRouter`` in DATABASE_ROUTERS) to keep the audit trail
+    # in its own database, under credentials that may only INSERT and SELECT.
     "DATABASE_ALIAS": "default",
+    # Environment stored when a recording call does not name one ("prod", "staging", ...).
     "ENVIRONMENT": "",
+    # Redaction policy; see ml_audit.redaction for every key. Merged over the seed-compatible
+    # ``ML_AUDIT_REDACTION`` setting (keys given here win).
     "REDACTION": {},
+    # Which payloads are redacted. "features" is always redacted; add "output", "metadata",
+    # "auth_context" and/or "explanation" to redact those too.
     "REDACT_PAYLOADS": ["features"],
+    # What a naive datetime passed as ``timestamp`` means: "reject" (raise InvalidRecord) or
+    # "utc" (read it as UTC).
     "NAIVE_DATETIME_POLICY": "reject",
+    # --- OpenTelemetry (see ml_audit.otel) ---
+    # Attach the audit span processor to the global SDK TracerProvider (creating one when
+    # none exists and SET_GLOBAL_TRACER_PROVIDER is on). Off: predictions still become
+    # spans and rows, through a private provider that exports nothing.
     "OTEL_ENABLED": True,
     "SET_GLOBAL_TRACER_PROVIDER": True,
+    # How the span helpers persist: "batch" (queue + background worker) or "sync".
+    # record_prediction_event always writes synchronously so it can return the row.
     "WRITE_MODE": "batch",
+    # Put redacted payloads (features, output, metadata, auth context) on exported spans.
     "EXPORT_PAYLOADS": True,
+    # Cut each exported JSON attribute to this many characters (None: no cut of ours).
     "EXPORT_MAX_ATTRIBUTE_LENGTH": None,
+    # Batch writer.
     "BATCH_MAX_QUEUE_SIZE": 10000,
     "BATCH_MAX_SIZE": 500,
     "BATCH_SCHEDULE_DELAY_MS": 200,
+    # On a full queue, wait this long for room, then spool the record to disk.
     "BATCH_QUEUE_FULL_TIMEOUT_MS": 50,
+    # Drop (logged and counted) instead of spooling when the queue stays full.
     "DROP_ON_OVERFLOW": False,
+    # Database errors: retries with exponential backoff, then spool.
     "WRITE_RETRY_ATTEMPTS": 3,
     "WRITE_RETRY_BACKOFF_MS": 100,
+    # Directory of the append-only spool files (None: BASE_DIR / "ml_audit_spool" when
+    # settings.BASE_DIR exists, else a per-user directory under the system temp dir,
+    # which the system check ml_audit.W003 warns about).
     "SPOOL_DIR": None,
+    # Building the actor from a request (ml_audit.actors.actor_from_request):
+    # dotted path of a callable(request) -> tenant id or None.
     "TENANT_RESOLVER": None,
+    # Proxies whose X-Forwarded-For is believed (IPs or CIDR networks).
     "TRUSTED_PROXIES": [],
 }
 

@@ -86,6 +86,7 @@ MAX_ACTOR_ID = 255
 MAX_TENANT_ID = 255
 MAX_CORRELATION_ID = 255
 MAX_ERROR_TYPE = 255
+MAX_ERROR_MESSAGE = 10_000
 
 #: Fields compared when a prediction_id is recorded again (see ``PredictionConflict``).
 #: Transport context (timestamp, latency, trace ids, client IP, user agent, auth context) is
@@ -473,6 +474,36 @@ def _check_hex(field: str, value: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
+def _outcome_fields(
+    output: Any,
+    confidence: Any,
+    decision_outcome: Any,
+    status: Any,
+    error_type: Any,
+    error_message: Any,
+) -> dict[str, Any]:
+    """The validated outcome of a prediction (shared by ``create`` and ``with_outcome``)."""
+    if status not in PREDICTION_STATUSES:
+        raise InvalidRecord(
+            "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
+        )
+    return {
+        "output": to_json(output, "output"),
+        "confidence": _check_unit_float("confidence", confidence, upper=1.0),
+        "decision_outcome": _check_text(
+            "decision_outcome",
+            "" if decision_outcome is None else decision_outcome,
+            MAX_DECISION_OUTCOME,
+            allow_empty=True,
+        ),
+        "status": status,
+        "error_type": _check_text("error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True),
+        "error_message": _check_text(
+            "error_message", error_message or "", MAX_ERROR_MESSAGE, allow_empty=True, strip=False
+        ),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Records
 
@@ -627,10 +658,6 @@ class PredictionRecord:
 
         Raises :class:`~ml_audit.exceptions.InvalidRecord` naming the first invalid field.
         """
-        if status not in PREDICTION_STATUSES:
-            raise InvalidRecord(
-                "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
-            )
         if not isinstance(features, Mapping):
             raise InvalidRecord(
                 "features", f"must be a mapping (dict), not {type(features).__name__}"
@@ -651,20 +678,8 @@ class PredictionRecord:
             environment=_check_text("environment", env, MAX_ENVIRONMENT, allow_empty=True),
             actor=ActorPayload.coerce(actor),
             features=_check_mapping("features", features, optional=False),
-            output=to_json(output, "output"),
-            confidence=_check_unit_float("confidence", confidence, upper=1.0),
-            decision_outcome=_check_text(
-                "decision_outcome",
-                "" if decision_outcome is None else decision_outcome,
-                MAX_DECISION_OUTCOME,
-                allow_empty=True,
-            ),
-            status=status,
-            error_type=_check_text(
-                "error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True
-            ),
-            error_message=_check_text(
-                "error_message", error_message or "", 10_000, allow_empty=True, strip=False
+            **_outcome_fields(
+                output, confidence, decision_outcome, status, error_type, error_message
             ),
             latency_ms=_check_unit_float("latency_ms", latency_ms, upper=None),
             metadata=_check_mapping("metadata", metadata, optional=True),
@@ -692,27 +707,11 @@ class PredictionRecord:
         """
         if self.redaction is not None:
             raise ValueError("record is already redacted; set the outcome before redacting")
-        if status not in PREDICTION_STATUSES:
-            raise InvalidRecord(
-                "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
-            )
         extra = _check_mapping("metadata", metadata, optional=True)
         return _evolve(  # type: ignore[no-any-return]
             self,
-            output=to_json(output, "output"),
-            confidence=_check_unit_float("confidence", confidence, upper=1.0),
-            decision_outcome=_check_text(
-                "decision_outcome",
-                "" if decision_outcome is None else decision_outcome,
-                MAX_DECISION_OUTCOME,
-                allow_empty=True,
-            ),
-            status=status,
-            error_type=_check_text(
-                "error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True
-            ),
-            error_message=_check_text(
-                "error_message", error_message or "", 10_000, allow_empty=True, strip=False
+            **_outcome_fields(
+                output, confidence, decision_outcome, status, error_type, error_message
             ),
             metadata={**self.metadata, **extra},
         )

@@ -11,24 +11,10 @@ from django.test import override_settings
 from ml_audit import store
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.records import ActorPayload, PredictionRecord
-from ml_audit.redaction import RedactionPolicy
 from ml_audit.services import attach_explanation, record_prediction_event
+from tests.factories import redacted
 
 pytestmark = pytest.mark.django_db
-
-
-def redacted(**overrides: object) -> PredictionRecord:
-    kwargs: dict[str, object] = {
-        "model_name": "scorer",
-        "model_version": "2",
-        "features": {"age": 30, "email": "x@example.com"},
-        "output": {"score": 0.25},
-        "confidence": 0.25,
-        "actor": ActorPayload("service", "batch", tenant_id="t1"),
-    }
-    kwargs.update(overrides)
-    record = PredictionRecord.create(**kwargs)  # type: ignore[arg-type]
-    return record.redact(RedactionPolicy(), frozenset({"features"}))
 
 
 def test_write_returns_a_row_that_decodes_to_the_same_record() -> None:

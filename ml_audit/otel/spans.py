@@ -44,7 +44,7 @@ from ml_audit.exceptions import InvalidRecord
 from ml_audit.otel import conventions, pending
 from ml_audit.otel.conventions import ATTR
 from ml_audit.otel.setup import get_pipeline
-from ml_audit.records import ActorPayload, PredictionRecord
+from ml_audit.records import MAX_ERROR_MESSAGE, ActorPayload, PredictionRecord
 
 __all__ = [
     "PredictionSpan",
@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_ERROR_MESSAGE = 10_000
 
 
 class AuditWriteError(RuntimeError):
@@ -254,30 +253,25 @@ class prediction_span:
         handle = self._handle
         assert handle is not None
         sync = self.mode == "sync"
-        if exc is not None:
-            outcome = {k: v for k, v in handle._outcome.items() if k == "metadata"}
-            record = self.draft.with_outcome(
-                status="failed",
-                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                error_message=str(exc)[:MAX_ERROR_MESSAGE],
-                **outcome,
-            )
-            _finish(handle.span, record, sync=sync, latency_from_span=True)
+        if exc is None:
+            try:
+                record = self.draft.with_outcome(**handle._outcome)
+            except InvalidRecord as invalid:
+                # The model ran but its outcome cannot be stored as given: the audit trail
+                # still gets an entry (failed, saying why) before the error reaches the caller.
+                self._complete(invalid)
+                raise
+            handle.record = record
+            handle.event = _finish(handle.span, record, sync=sync, latency_from_span=True)
             return
-        try:
-            record = self.draft.with_outcome(**handle._outcome)
-        except InvalidRecord as invalid:
-            # The model ran but its outcome cannot be stored as given: the audit trail still
-            # gets an entry (failed, saying why) before the error reaches the caller.
-            failed = self.draft.with_outcome(
-                status="failed",
-                error_type=f"{InvalidRecord.__module__}.InvalidRecord",
-                error_message=str(invalid)[:MAX_ERROR_MESSAGE],
-            )
-            _finish(handle.span, failed, sync=sync, latency_from_span=True)
-            raise
-        handle.record = record
-        handle.event = _finish(handle.span, record, sync=sync, latency_from_span=True)
+        metadata = {k: v for k, v in handle._outcome.items() if k == "metadata"}
+        failed = self.draft.with_outcome(
+            status="failed",
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            error_message=str(exc)[:MAX_ERROR_MESSAGE],
+            **metadata,
+        )
+        _finish(handle.span, failed, sync=sync, latency_from_span=True)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self._detach()

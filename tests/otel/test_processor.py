@@ -36,8 +36,8 @@ from ml_audit.otel import conventions, pending
 from ml_audit.otel.conventions import format_span_id, format_trace_id
 from ml_audit.otel.processor import MLAuditSpanProcessor
 from ml_audit.otel.spool import Spool
-from ml_audit.records import ActorPayload, PredictionRecord
-from ml_audit.redaction import RedactionPolicy
+from ml_audit.records import PredictionRecord
+from tests.factories import redacted
 
 ROOT = Path(__file__).resolve().parents[2]
 #: ``store.write_many`` as the processor module calls it, for monkeypatching.
@@ -46,19 +46,6 @@ WAIT = 30.0  # generous upper bound for anything that should happen "soon"; neve
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def redacted(**overrides: Any) -> PredictionRecord:
-    kwargs: dict[str, Any] = {
-        "model_name": "scorer",
-        "model_version": "2",
-        "features": {"age": 30, "email": "x@example.com"},
-        "output": {"score": 0.25},
-        "confidence": 0.25,
-        "actor": ActorPayload("service", "batch", tenant_id="t1"),
-    }
-    kwargs.update(overrides)
-    return PredictionRecord.create(**kwargs).redact(RedactionPolicy(), frozenset({"features"}))
 
 
 def end_prediction(

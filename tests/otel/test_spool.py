@@ -24,19 +24,11 @@ from ml_audit import store
 from ml_audit.models import PredictionEvent
 from ml_audit.otel.spool import Spool, decode_line, encode_line
 from ml_audit.records import PredictionRecord
-from ml_audit.redaction import RedactionPolicy
+from tests import factories
 
 
 def redacted(**overrides: Any) -> PredictionRecord:
-    kwargs: dict[str, Any] = {
-        "model_name": "scorer",
-        "model_version": "2",
-        "features": {"age": 30, "email": "x@example.com"},
-        "output": {"score": 0.25},
-        "confidence": 0.25,
-    }
-    kwargs.update(overrides)
-    return PredictionRecord.create(**kwargs).redact(RedactionPolicy(), frozenset({"features"}))
+    return factories.redacted(**{"actor": None, **overrides})
 
 
 class FakeWriter:
