@@ -184,3 +184,28 @@ def test_cached_one_row_insert_matches_what_django_compiles() -> None:
     sql, params = store._compile_one("default", event)
     assert "RETURNING" in sql.upper()
     assert [str(p) for p in store._one_row_params("default", event)] == [str(p) for p in params]
+
+
+@pytest.mark.postgres
+def test_postgres_batches_are_copied_through_a_temporary_table() -> None:
+    """COPY path: same outcomes as the INSERT path, nothing left in the temporary table."""
+    from django.db import connection
+
+    store.write(redacted(prediction_id="c-0"))
+    batch = [redacted(prediction_id=f"c-{i}") for i in range(5)] + [redacted(prediction_id="c-1")]
+    result = store.write_many(batch)
+    assert [o.created for o in result.outcomes] == [False, True, True, True, True, False]
+    assert PredictionEvent.objects.filter(prediction_id__startswith="c-").count() == 5
+    assert all(store.verify_event(e) for e in PredictionEvent.objects.select_related("model"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ml_audit_ingest")
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.postgres
+def test_copy_path_survives_a_rolled_back_first_use() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        store.write_many([redacted(prediction_id="r-1"), redacted(prediction_id="r-2")])
+        raise RuntimeError("the temporary table's creation rolls back with this")
+    result = store.write_many([redacted(prediction_id="r-3"), redacted(prediction_id="r-4")])
+    assert result.created == 2
