@@ -380,7 +380,7 @@ def _copy_insert(alias: str, events: list[PredictionEvent]) -> set[uuid.UUID] | 
         return None
     fields = PredictionEvent._meta.concrete_fields
     table = connection.ops.quote_name(PredictionEvent._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     with connection.wrap_database_errors, raw.cursor() as cursor:
         # Every batch: a table created in a transaction that rolled back is gone again.
         cursor.execute(
