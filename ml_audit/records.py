@@ -587,11 +587,12 @@ def _evolve(record: Any, **changes: Any) -> Any:
     Only for already-validated records; cached derived values are dropped.
     """
     clone = object.__new__(type(record))
-    state = dict(record.__dict__)
-    for name in _CACHED_FIELDS:
-        state.pop(name, None)
+    state = clone.__dict__
+    state.update(record.__dict__)
+    if len(state) > _FIELD_COUNT:  # some derived value was cached: it may no longer hold
+        for name in _CACHED_FIELDS:
+            state.pop(name, None)
     state.update(changes)
-    clone.__dict__.update(state)
     return clone
 
 
@@ -830,9 +831,9 @@ class PredictionRecord:
 
     def evolve(self, **changes: Any) -> PredictionRecord:
         """A copy with ``changes`` (not validated: for fields the library itself sets)."""
-        unknown = set(changes) - set(self.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown PredictionRecord field(s): {', '.join(sorted(unknown))}")
+        if not changes.keys() <= self.__dataclass_fields__.keys():
+            unknown = sorted(changes.keys() - self.__dataclass_fields__.keys())
+            raise TypeError(f"unknown PredictionRecord field(s): {', '.join(unknown)}")
         return _evolve(self, **changes)  # type: ignore[no-any-return]
 
     def content_hash(self) -> str:
@@ -884,6 +885,8 @@ class PredictionRecord:
             actor=ActorPayload(**actor) if actor else None,
         )
 
+
+_FIELD_COUNT = len(dataclasses.fields(PredictionRecord))
 
 EXPLANATION_STATUSES = ("success", "failed", "pending")
 MAX_EXPLANATION_METHOD = 64

@@ -445,3 +445,13 @@ def test_content_hash_is_sha256_of_the_canonical_stored_fields() -> None:
     record = make(features={"b": 1.5, "a": "é"}).redact(RedactionPolicy(), frozenset())
     expected = hashlib.sha256(canonical_json(record.stored_fields()).encode()).hexdigest()
     assert record.content_hash() == expected
+
+
+def test_evolve_drops_cached_derived_values_and_refuses_unknown_fields() -> None:
+    record = make(features={"a": 1}).redact(RedactionPolicy(), frozenset())
+    before = record.input_fingerprint
+    changed = record.evolve(features={"a": 2})
+    assert changed.input_fingerprint != before
+    assert record.evolve(latency_ms=3.0).input_fingerprint == before
+    with pytest.raises(TypeError, match="nonsense"):
+        record.evolve(nonsense=1)
