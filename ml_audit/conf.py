@@ -81,7 +81,22 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_RESOLVER": None,
     # Proxies whose X-Forwarded-For is believed (IPs or CIDR networks).
     "TRUSTED_PROXIES": [],
+    # --- Read side (ml_audit.api, the admin) ---
+    # Link from a prediction to its trace in your APM; "{trace_id}" is replaced by the trace
+    # id, e.g. "http://127.0.0.1:6006/redirects/traces/{trace_id}". None: no links.
+    "TRACE_URL_TEMPLATE": None,
+    # REST API tenant scoping: dotted path of a callable(request) -> iterable of the tenant ids
+    # the request may read (a single string is one tenant), or None for every tenant.
+    "API_TENANT_RESOLVER": None,
+    # REST API permission classes (dotted paths or classes), replacing DRF's defaults.
+    "API_PERMISSION_CLASSES": ["ml_audit.api.permissions.CanViewPredictions"],
+    # REST API pagination: "cursor" (keyset, no COUNT) or "page" (page numbers + a COUNT).
+    "API_PAGINATION": "cursor",
+    # Largest page a client may ask for with ?page_size=.
+    "API_MAX_PAGE_SIZE": 1000,
 }
+
+API_PAGINATIONS = ("cursor", "page")
 
 WRITE_MODES = ("batch", "sync")
 
@@ -276,6 +291,83 @@ class MLAuditSettings:
                     f"ML_AUDIT['TRUSTED_PROXIES'] entry {entry!r} is not an IP address or network."
                 ) from exc
         return tuple(networks)
+
+    @cached_property
+    def TRACE_URL_TEMPLATE(self) -> str | None:
+        value = self._get("TRACE_URL_TEMPLATE")
+        if value is None:
+            return None
+        message = (
+            "ML_AUDIT['TRACE_URL_TEMPLATE'] must be None or a string containing {trace_id}, "
+            'e.g. "http://127.0.0.1:6006/redirects/traces/{trace_id}"'
+        )
+        if not isinstance(value, str) or "{trace_id}" not in value:
+            raise ConfigurationError(f"{message}, not {value!r}.")
+        try:
+            value.format(trace_id="0" * 32)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigurationError(
+                f"{message}; {value!r} has another placeholder or a stray brace ({exc!r}). "
+                "Write a literal brace as {{ or }}."
+            ) from exc
+        return value
+
+    @cached_property
+    def API_TENANT_RESOLVER(self) -> Callable[[Any], Any] | None:
+        value = self._get("API_TENANT_RESOLVER")
+        if value is None:
+            return None
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                "ML_AUDIT['API_TENANT_RESOLVER'] must be a dotted path to a callable(request)."
+            )
+        try:
+            resolver = import_string(value)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"ML_AUDIT['API_TENANT_RESOLVER'] {value!r} cannot be imported: {exc}"
+            ) from exc
+        if not callable(resolver):
+            raise ConfigurationError(f"ML_AUDIT['API_TENANT_RESOLVER'] {value!r} is not callable.")
+        return resolver  # type: ignore[no-any-return]
+
+    @cached_property
+    def API_PERMISSION_CLASSES(self) -> tuple[str | type, ...]:
+        """Dotted paths or classes, as given; ``ml_audit.api.permissions`` imports them.
+
+        Not imported here, so that ``manage.py check`` passes in projects without Django REST
+        framework installed.
+        """
+        value = self._get("API_PERMISSION_CLASSES")
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ConfigurationError(
+                "ML_AUDIT['API_PERMISSION_CLASSES'] must be a list of permission classes or "
+                'their dotted paths, e.g. ["ml_audit.api.permissions.CanViewPredictions"].'
+            )
+        entries = tuple(value)
+        for entry in entries:
+            if not (isinstance(entry, type) or (isinstance(entry, str) and "." in entry)):
+                raise ConfigurationError(
+                    f"ML_AUDIT['API_PERMISSION_CLASSES'] entry {entry!r} is neither a class "
+                    "nor a dotted path to one."
+                )
+        return entries
+
+    @cached_property
+    def API_PAGINATION(self) -> str:
+        value = self._get("API_PAGINATION")
+        if value not in API_PAGINATIONS:
+            raise ConfigurationError(
+                f"ML_AUDIT['API_PAGINATION'] must be one of {', '.join(API_PAGINATIONS)}, "
+                f"not {value!r}."
+            )
+        return str(value)
+
+    @cached_property
+    def API_MAX_PAGE_SIZE(self) -> int:
+        return self._int("API_MAX_PAGE_SIZE", minimum=1)
 
     @cached_property
     def redaction_config(self) -> dict[str, Any]:

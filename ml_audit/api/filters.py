@@ -1,0 +1,188 @@
+"""Query parameters of ``GET predictions/`` and ``GET models/`` (django-filter FilterSets).
+
+Every parameter is validated: a value that cannot be read (``min_confidence=abc``,
+``time_from=garbage``, ``has_explanation=maybe``, ``status=bogus``) is a 400 whose body names
+the parameter, never a silently ignored filter.
+
+``time_from`` / ``time_to`` take an ISO 8601 datetime, with or without a UTC offset
+(``2026-03-03T10:00:00Z``, ``2026-03-03T10:00:00+02:00``, ``2026-03-03T10:00``), or a date
+(``2026-03-03``). A value without an offset is read in UTC, whatever ``TIME_ZONE`` says, so a
+query means the same thing on every server. ``time_from`` is inclusive; ``time_to`` is
+inclusive for a datetime and covers the whole day for a date. In a query string an unencoded
+``+`` arrives as a space; ``10:00:00 02:00`` is therefore read as ``10:00:00+02:00``.
+
+``trace_id`` accepts what ``record_prediction_event(trace_id=...)`` accepts: a W3C trace id
+(32 hex digits) matches the stored trace id, anything else (an ``X-Request-ID``) the stored
+correlation id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import django_filters  # type: ignore[import-untyped]
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, QuerySet
+
+from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
+from ml_audit.records import split_trace_reference
+
+__all__ = ["ModelVersionFilterSet", "PredictionEventFilterSet"]
+
+_SPACE_FOR_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+class TimeBoundField(forms.Field):
+    """An ISO 8601 datetime (naive values read in UTC) or a date, kept as given."""
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 datetime (e.g. 2026-03-03T10:00:00Z) or a date (2026-03-03)."
+    }
+
+    def to_python(self, value: Any) -> dt.datetime | dt.date | None:
+        if value in self.empty_values:
+            return None
+        text = _SPACE_FOR_PLUS.sub(r"\1+\2", str(value).strip())
+        try:
+            if len(text) == 10:
+                return dt.date.fromisoformat(text)
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        try:
+            # Databases compare in UTC; a bound that has no UTC value (year 1 at +01:00)
+            # would fail inside the query, after validation.
+            parsed.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        return parsed
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+class TimeFromFilter(django_filters.Filter):  # type: ignore[misc]
+    field_class = TimeBoundField
+
+    def filter(self, qs: QuerySet[Any], value: dt.datetime | dt.date | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        if not isinstance(value, dt.datetime):
+            value = _day_start(value)
+        return qs.filter(timestamp__gte=value)
+
+
+class TimeToFilter(django_filters.Filter):  # type: ignore[misc]
+    field_class = TimeBoundField
+
+    def filter(self, qs: QuerySet[Any], value: dt.datetime | dt.date | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        if isinstance(value, dt.datetime):
+            return qs.filter(timestamp__lte=value)
+        if value == dt.date.max:
+            return qs  # the whole of 9999-12-31: every representable timestamp
+        return qs.filter(timestamp__lt=_day_start(value) + dt.timedelta(days=1))
+
+
+class StrictBooleanField(forms.Field):
+    """``true``/``false`` (or ``1``/``0``); anything else is invalid, not "no filter"."""
+
+    widget = forms.TextInput
+    default_error_messages = {"invalid": "Enter true or false."}
+    _VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return self._VALUES[str(value).strip().lower()]
+        except KeyError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class FiniteNumberFilter(django_filters.NumberFilter):  # type: ignore[misc]
+    """A float; ``NaN``, ``inf`` and values beyond the float range are invalid."""
+
+    field_class = forms.FloatField
+
+
+class HasExplanationFilter(django_filters.Filter):  # type: ignore[misc]
+    field_class = StrictBooleanField
+
+    def filter(self, qs: QuerySet[Any], value: bool | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        exists = Exists(Explanation.objects.filter(prediction=OuterRef("pk")))
+        return qs.filter(exists if value else ~exists)
+
+
+class TraceReferenceField(forms.CharField):
+    """A trace reference, split like ``record_prediction_event`` splits it."""
+
+    def to_python(self, value: Any) -> tuple[str, str] | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if not text:
+            return None
+        try:
+            return split_trace_reference(text)
+        except ValueError as exc:  # InvalidRecord: too long, control characters...
+            raise ValidationError(str(exc), code="invalid") from None
+
+
+class TraceReferenceFilter(django_filters.Filter):  # type: ignore[misc]
+    field_class = TraceReferenceField
+
+    def filter(self, qs: QuerySet[Any], value: tuple[str, str] | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        trace_id, correlation_id = value
+        if trace_id:
+            return qs.filter(trace_id=trace_id)
+        return qs.filter(correlation_id=correlation_id)
+
+
+class PredictionEventFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """The filters of ``GET predictions/``; every one is an exact match unless noted."""
+
+    model_name = django_filters.CharFilter(field_name="model__name")
+    model_version = django_filters.CharFilter(field_name="model__version")
+    actor_type = django_filters.ChoiceFilter(
+        field_name="actor__actor_type", choices=RequestingActor.ActorType.choices
+    )
+    actor_id = django_filters.CharFilter(field_name="actor__actor_id")
+    tenant_id = django_filters.CharFilter(field_name="tenant_id")
+    time_from = TimeFromFilter()
+    time_to = TimeToFilter()
+    decision_outcome = django_filters.CharFilter(field_name="decision_outcome")
+    environment = django_filters.CharFilter(field_name="environment")
+    has_explanation = HasExplanationFilter()
+    status = django_filters.ChoiceFilter(
+        field_name="status", choices=PredictionEvent.Status.choices
+    )
+    min_confidence = FiniteNumberFilter(field_name="confidence", lookup_expr="gte")
+    max_confidence = FiniteNumberFilter(field_name="confidence", lookup_expr="lte")
+    trace_id = TraceReferenceFilter()
+    prediction_id = django_filters.CharFilter(field_name="prediction_id")
+
+    class Meta:
+        model = PredictionEvent
+        fields: list[str] = []
+
+
+class ModelVersionFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """The filters of ``GET models/``: ``name``, ``version``, ``framework`` (exact)."""
+
+    name = django_filters.CharFilter(field_name="name")
+    version = django_filters.CharFilter(field_name="version")
+    framework = django_filters.CharFilter(field_name="framework")
+
+    class Meta:
+        model = ModelVersion
+        fields: list[str] = []
