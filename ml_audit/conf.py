@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     "API_PAGINATION": "cursor",
     # Largest page a client may ask for with ?page_size=.
     "API_MAX_PAGE_SIZE": 1000,
+    # Record every REST API request (who, what, which predictions were returned) in the
+    # append-only AccessLog table: the "audit of the audit" (HIPAA 164.312(b)).
+    "API_ACCESS_LOG": True,
 }
 
 API_PAGINATIONS = ("cursor", "page")
@@ -368,6 +371,10 @@ class MLAuditSettings:
     @cached_property
     def API_MAX_PAGE_SIZE(self) -> int:
         return self._int("API_MAX_PAGE_SIZE", minimum=1)
+
+    @cached_property
+    def API_ACCESS_LOG(self) -> bool:
+        return self._bool("API_ACCESS_LOG")
 
     @cached_property
     def redaction_config(self) -> dict[str, Any]:

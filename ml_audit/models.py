@@ -1,10 +1,10 @@
-"""The four audit models and the append-only guard.
+"""The audit models, the access log of the REST API and the append-only guard.
 
-``PredictionEvent`` and ``Explanation`` rows are append-only: the ORM refuses ``save()`` of an
-existing row, ``delete()``, and QuerySet ``update()`` / ``delete()`` / ``bulk_update()``, and
-database triggers created by the migrations reject ``UPDATE`` / ``DELETE`` (and ``TRUNCATE`` on
-PostgreSQL) whatever client issues them. The only deliberate exception is
-:func:`ml_audit.store.allow_purge`, for the retention purge.
+``PredictionEvent``, ``Explanation`` and ``AccessLog`` rows are append-only: the ORM refuses
+``save()`` of an existing row, ``delete()``, and QuerySet ``update()`` / ``delete()`` /
+``bulk_update()``, and database triggers created by the migrations reject ``UPDATE`` /
+``DELETE`` (and ``TRUNCATE`` on PostgreSQL) whatever client issues them. The only deliberate
+exception is :func:`ml_audit.store.allow_purge`, for the retention purge.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = [
+    "AccessLog",
     "AppendOnlyModel",
     "AppendOnlyQuerySet",
     "Explanation",
@@ -278,3 +279,45 @@ class Explanation(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.method} r{self.revision} for {self.prediction_id}"
+
+
+class AccessLog(AppendOnlyModel):
+    """One request to the read-only REST API: who read which predictions, when, from where.
+
+    The "audit of the audit" (HIPAA 164.312(b)): written by :mod:`ml_audit.api.views` for every
+    request that reaches an API view, refused ones included (``returned_ids`` is then empty),
+    unless ``ML_AUDIT['API_ACCESS_LOG']`` is False. Append-only like predictions.
+    """
+
+    id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
+    accessed_at = models.DateTimeField()
+    # str(request.user.pk); "" for an anonymous request.
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    username = models.CharField(max_length=150, blank=True, default="")
+    # "predictions-list", "predictions-detail", "traces-detail", "models-list", "models-detail".
+    endpoint = models.CharField(max_length=64)
+    method = models.CharField(max_length=16)
+    path = models.TextField()
+    # The query parameters, each name mapped to the list of its values.
+    query = models.JSONField(default=dict, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    # UUIDs of the predictions in the response, in response order; [] for models and refusals.
+    returned_ids = models.JSONField(default=list, blank=True)
+    result_count = models.PositiveIntegerField(default=0)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # The tenants the request was scoped to (sorted); None when unscoped or not resolved.
+    tenant_scope = models.JSONField(null=True, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-accessed_at", "-id")
+        get_latest_by = "accessed_at"
+        indexes = [
+            models.Index(fields=("accessed_at",), name="ml_audit_access_at"),
+            models.Index(fields=("user_id", "accessed_at"), name="ml_audit_access_user_at"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.username or self.user_id or "anonymous"
+        return f"{who} {self.method} {self.endpoint} -> {self.status_code}"

@@ -16,7 +16,16 @@ users, unless the resolver allows ``""``.
 A list or detail request costs at most three queries for its data, whatever the page size: the
 page (model and actor joined), the explanations of the page's predictions (one prefetch), and in
 ``"page"`` pagination mode a ``COUNT(*)``. Authentication and permission look-ups are the auth
-backend's and come on top.
+backend's and come on top, and so does the access log's single ``INSERT`` (below).
+
+Access log ("audit of the audit", HIPAA 164.312(b)): unless ``ML_AUDIT['API_ACCESS_LOG']`` is
+False, every request that reaches one of these views is recorded as one append-only
+:class:`~ml_audit.models.AccessLog` row, written with one ``INSERT`` on the audit alias when the
+response is finalised: successful reads with the UUIDs of the predictions they returned, and
+refused or failed ones too (401/403 without permission, 400 for a bad filter, 404, 405) with
+``returned_ids=[]``, so that probing and denied attempts leave a trace as well. Anonymous
+requests are logged with an empty ``user_id``. If the row cannot be written the request fails
+(the data is not returned unrecorded). A request that crashes with a 500 is not logged.
 """
 
 from __future__ import annotations
@@ -26,27 +35,42 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.http import Http404
+from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend  # type: ignore[import-untyped]
 from rest_framework import viewsets
+from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ml_audit import store
+from ml_audit import actors, store
 from ml_audit.api import filters, pagination, permissions, serializers
 from ml_audit.conf import audit_settings
 from ml_audit.exceptions import ConfigurationError
-from ml_audit.models import Explanation, ModelVersion, PredictionEvent
+from ml_audit.models import AccessLog, Explanation, ModelVersion, PredictionEvent
 
 __all__ = ["ModelVersionViewSet", "PredictionEventViewSet", "TraceViewSet", "allowed_tenants"]
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 PREDICTION_ORDERING = ("-timestamp", "-id")
 
+# allowed_tenants() remembers its answer on the request, for the access log.
+_TENANTS_ATTR = "_ml_audit_allowed_tenants"
+_UNRESOLVED = object()
+
 
 def allowed_tenants(request: Request) -> frozenset[str] | None:
     """The tenant ids this request may read, or ``None`` for all (no resolver, or it said so)."""
+    cached = getattr(request, _TENANTS_ATTR, _UNRESOLVED)
+    if cached is not _UNRESOLVED:
+        return cached  # type: ignore[return-value]
+    tenants = _resolve_tenants(request)
+    setattr(request, _TENANTS_ATTR, tenants)
+    return tenants
+
+
+def _resolve_tenants(request: Request) -> frozenset[str] | None:
     resolver = audit_settings.API_TENANT_RESOLVER
     if resolver is None:
         return None
@@ -82,10 +106,67 @@ def predictions_for(request: Request) -> QuerySet[PredictionEvent]:
     return queryset
 
 
+def _clean(text: str) -> str:
+    """``text`` without NUL characters, which PostgreSQL text and JSON values cannot hold."""
+    return text.replace("\x00", "\ufffd")
+
+
 class _AuditAPIMixin(GenericAPIView[Any]):
-    """Permissions from ``ML_AUDIT['API_PERMISSION_CLASSES']`` and the configured paginator."""
+    """Permissions from ``ML_AUDIT['API_PERMISSION_CLASSES']``, the configured paginator and
+    the access log."""
 
     pagination_ordering: tuple[str, ...] = PREDICTION_ORDERING
+    #: First half of ``AccessLog.endpoint`` ("predictions" -> "predictions-list").
+    access_log_resource = ""
+    #: Whether the rows this endpoint returns are predictions (their ids are logged).
+    access_log_predictions = True
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if audit_settings.API_ACCESS_LOG:
+            self.record_access(request, response)
+        return response
+
+    def access_log_rows(self, data: Any) -> list[Any]:
+        """The rows a successful GET returned (a page, one object, or a trace's predictions)."""
+        if getattr(self, "detail", False):
+            return [data]
+        if isinstance(data, dict):
+            return list(data.get("results", []))
+        return list(data)
+
+    def record_access(self, request: Request, response: Response) -> None:
+        """Write one ``AccessLog`` row for this request (one ``INSERT``)."""
+        try:
+            user = request.user
+        except APIException:  # authentication failed before or while resolving the user
+            user = None
+        authenticated = bool(user is not None and user.is_authenticated)
+        rows: list[Any] = []
+        if request.method in ("GET", "HEAD") and 200 <= response.status_code < 300:
+            rows = self.access_log_rows(response.data)
+        returned_ids = [str(row["id"]) for row in rows] if self.access_log_predictions else []
+        tenants = getattr(request, _TENANTS_ATTR, None)
+        detail = bool(getattr(self, "detail", False))
+        AccessLog(
+            accessed_at=timezone.now(),
+            user_id=str(user.pk) if authenticated and user is not None else "",
+            username=_clean(user.get_username())[:150] if authenticated and user else "",
+            endpoint=f"{self.access_log_resource}-{'detail' if detail else 'list'}",
+            method=str(request.method)[:16],
+            path=_clean(request.path),
+            query={
+                _clean(name): [_clean(value) for value in request.query_params.getlist(name)]
+                for name in request.query_params
+            },
+            status_code=response.status_code,
+            returned_ids=returned_ids,
+            result_count=len(rows),
+            client_ip=actors.client_ip(request),
+            tenant_scope=None if not isinstance(tenants, frozenset) else sorted(tenants),
+        ).save(using=store.resolve_alias())
 
     def get_permissions(self) -> list[Any]:
         return [permission() for permission in permissions.configured_permission_classes()]
@@ -108,6 +189,7 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
     serializer_class = serializers.PredictionEventSerializer
     filter_backends = (DjangoFilterBackend,)
     filterset_class = filters.PredictionEventFilterSet
+    access_log_resource = "predictions"
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet[PredictionEvent]:
@@ -121,6 +203,8 @@ class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVer
     filter_backends = (DjangoFilterBackend,)
     filterset_class = filters.ModelVersionFilterSet
     pagination_ordering = ("name", "version", "id")
+    access_log_resource = "models"
+    access_log_predictions = False
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
@@ -147,6 +231,10 @@ class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
     serializer_class = serializers.PredictionEventSerializer
     lookup_field = "trace_id"
     lookup_value_regex = "[0-9a-fA-F]{32}"
+    access_log_resource = "traces"
+
+    def access_log_rows(self, data: Any) -> list[Any]:
+        return list(data["predictions"])
 
     def get_queryset(self) -> QuerySet[PredictionEvent]:
         return predictions_for(self.request).order_by("timestamp", "id")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.permissions import AllowAny
 from rest_framework.test import APIClient
@@ -560,10 +562,9 @@ def test_page_number_mode(client: APIClient, settings: Any) -> None:
 
 @pytest.mark.parametrize("mode", ["cursor", "page"])
 @pytest.mark.parametrize("page_size", [1, 50])
-def test_list_and_detail_take_at_most_three_queries(
+def test_list_and_detail_take_at_most_three_queries_plus_the_access_log(
     settings: Any,
     auditor: User,
-    django_assert_max_num_queries: Any,
     mode: str,
     page_size: int,
 ) -> None:
@@ -586,10 +587,17 @@ def test_list_and_detail_take_at_most_three_queries(
     assert auditor.has_perm("ml_audit.view_predictionevent")
 
     params: dict[str, Any] = {"page_size": page_size, "has_explanation": "true"}
-    with django_assert_max_num_queries(3):
+    with CaptureQueriesContext(connection) as listing:
         response = api.get(PREDICTIONS, params)
-    with django_assert_max_num_queries(3):
+    with CaptureQueriesContext(connection) as one:
         single = api.get(detail(events[0].pk))
+
+    # At most three queries for the data, plus exactly one INSERT into the access log.
+    for captured in (listing, one):
+        sql = [query["sql"] for query in captured.captured_queries]
+        log_inserts = [q for q in sql if q.startswith('INSERT INTO "ml_audit_accesslog"')]
+        assert len(log_inserts) == 1, sql
+        assert len(sql) - len(log_inserts) <= 3, sql
 
     rows = response.json()["results"]
     assert len(rows) == min(page_size, 30)
