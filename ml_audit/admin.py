@@ -1,21 +1,120 @@
-"""Minimal read-only admin registration (no add, change or delete, for superusers too)."""
+"""Read-only admin for the audit trail (no add, change or delete, for superusers too).
+
+The prediction detail page shows the redacted features as a table, the output, what was
+redacted, the current explanation with a server-rendered SVG chart of its top attributions
+(:mod:`ml_audit.charts`), the earlier revisions and a link to the trace in the APM
+(``ML_AUDIT['TRACE_URL_TEMPLATE']``). The request context (client IP, user agent, auth context
+and the actor) is shown only to users with the ``ml_audit.view_requestingactor`` permission.
+Every value is escaped.
+
+Large tables: the change list never runs a full ``COUNT(*)`` of an unfiltered table on
+PostgreSQL once the planner's estimate (``pg_class.reltuples``) reaches
+:attr:`EstimatedCountPaginator.estimate_threshold`; it shows the estimate instead (filtered
+lists are counted exactly). ``show_full_result_count`` is off for the same reason.
+"""
 
 from __future__ import annotations
 
+import json
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
-from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
+from ml_audit import charts
+from ml_audit.conf import audit_settings
+from ml_audit.models import (
+    AccessLog,
+    Explanation,
+    ModelVersion,
+    PredictionEvent,
+    RequestingActor,
+)
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
+    _Paginator = Paginator[Any]
 else:
     _ModelAdmin = admin.ModelAdmin
+    _Paginator = Paginator
+
+__all__ = [
+    "AccessLogAdmin",
+    "EstimatedCountPaginator",
+    "ExplanationAdmin",
+    "ModelVersionAdmin",
+    "PredictionEventAdmin",
+    "ReadOnlyAdmin",
+    "RequestingActorAdmin",
+    "trace_url",
+]
+
+REQUEST_CONTEXT_PERMISSION = "ml_audit.view_requestingactor"
+
+
+def trace_url(trace_id: str) -> str | None:
+    """The APM link of a trace from ``ML_AUDIT['TRACE_URL_TEMPLATE']``, or ``None``."""
+    template = audit_settings.TRACE_URL_TEMPLATE
+    if not template or not trace_id:
+        return None
+    return template.format(trace_id=trace_id)
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+class EstimatedCountPaginator(_Paginator):
+    """A paginator that trusts PostgreSQL's row estimate for big unfiltered tables.
+
+    ``COUNT(*)`` scans the whole table on PostgreSQL. When the queryset has no filter and the
+    planner's estimate (``pg_class.reltuples``, refreshed by ANALYZE / autovacuum) is at least
+    :attr:`estimate_threshold` rows, the estimate is the count; otherwise (filtered lists,
+    small tables, other databases, never-analysed tables) the count is exact.
+    """
+
+    estimate_threshold = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        estimate = self._estimate()
+        if estimate is not None and estimate >= self.estimate_threshold:
+            return estimate
+        return super().count
+
+    def _estimate(self) -> int | None:
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet):
+            return None
+        query = queryset.query
+        if query.has_filters() or query.distinct or query.is_sliced:
+            return None
+        connection = connections[queryset.db]
+        if connection.vendor != "postgresql":
+            return None
+        table = connection.ops.quote_name(queryset.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [table])
+            row = cursor.fetchone()
+        if row is None or row[0] is None or row[0] < 0:  # -1: never analysed
+            return None
+        return int(row[0])
 
 
 class ReadOnlyAdmin(_ModelAdmin):
+    """No add, change or delete, for superusers too; no bulk delete action."""
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -24,6 +123,11 @@ class ReadOnlyAdmin(_ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(PredictionEvent)
@@ -36,12 +140,120 @@ class PredictionEventAdmin(ReadOnlyAdmin):
         "confidence",
         "status",
         "tenant_id",
+        "environment",
     )
-    list_filter = ("status", "environment")
+    list_filter = ("model", "decision_outcome", "status", "environment", "tenant_id")
     list_select_related = ("model", "actor")
-    search_fields = ("=prediction_id", "=trace_id", "=correlation_id")
+    date_hierarchy = "timestamp"
+    # Exact matches only, so that each stays an index lookup.
+    search_fields = ("=prediction_id", "=trace_id", "=actor__actor_id")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     ordering = ("-timestamp", "-id")
+
+    base_fieldsets: Any = (
+        (
+            None,
+            {
+                "fields": (
+                    "prediction_id",
+                    "timestamp",
+                    "model",
+                    "status",
+                    "decision_outcome",
+                    "confidence",
+                    "latency_ms",
+                    "environment",
+                    "tenant_id",
+                    "trace_link",
+                    "correlation_id",
+                )
+            },
+        ),
+        ("Features (redacted)", {"fields": ("features_table",)}),
+        ("Output", {"fields": ("output_json",)}),
+        ("Redaction", {"fields": ("redaction_summary",)}),
+        ("Explanation", {"fields": ("explanation_panel",)}),
+        (
+            "Error and integrity",
+            {
+                "fields": ("error_type", "error_message", "metadata_json", "content_hash"),
+                "classes": ("collapse",),
+            },
+        ),
+    )
+    request_context_fieldset: Any = (
+        "Request context",
+        {"fields": ("actor", "client_ip", "user_agent", "auth_context_json")},
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: PredictionEvent | None = None) -> Any:
+        fieldsets = list(self.base_fieldsets)
+        if request.user.has_perm(REQUEST_CONTEXT_PERMISSION):
+            fieldsets.insert(1, self.request_context_fieldset)
+        return fieldsets
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: PredictionEvent | None = None
+    ) -> list[str]:
+        return [
+            name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
+        ]
+
+    @admin.display(description="Trace")
+    def trace_link(self, obj: PredictionEvent) -> str:
+        url = trace_url(obj.trace_id)
+        if url is None:
+            return obj.trace_id or "-"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">View trace {}</a>',
+            url,
+            obj.trace_id,
+        )
+
+    @admin.display(description="Features")
+    def features_table(self, obj: PredictionEvent) -> SafeString:
+        features = obj.features if isinstance(obj.features, dict) else {"": obj.features}
+        rows = [(str(key), _cell(value)) for key, value in features.items()]
+        return render_to_string("ml_audit/admin/features_table.html", {"rows": rows})
+
+    @admin.display(description="Output")
+    def output_json(self, obj: PredictionEvent) -> str:
+        return format_html("<pre>{}</pre>", _pretty_json(obj.output))
+
+    @admin.display(description="Metadata")
+    def metadata_json(self, obj: PredictionEvent) -> str:
+        return format_html("<pre>{}</pre>", _pretty_json(obj.metadata))
+
+    @admin.display(description="Auth context")
+    def auth_context_json(self, obj: PredictionEvent) -> str:
+        return format_html("<pre>{}</pre>", _pretty_json(obj.auth_context))
+
+    @admin.display(description="Redacted")
+    def redaction_summary(self, obj: PredictionEvent) -> SafeString:
+        redaction = obj.redaction if isinstance(obj.redaction, dict) else {}
+        paths = redaction.get("paths") or {}
+        rows = (
+            [
+                (str(payload), [str(p) for p in payload_paths])
+                for payload, payload_paths in paths.items()
+            ]
+            if isinstance(paths, dict)
+            else []
+        )
+        return render_to_string(
+            "ml_audit/admin/redaction.html", {"policy": redaction.get("policy"), "paths": rows}
+        )
+
+    @admin.display(description="Current explanation")
+    def explanation_panel(self, obj: PredictionEvent) -> SafeString:
+        revisions = list(obj.explanations.order_by("-revision"))
+        current = revisions[0] if revisions else None
+        context: dict[str, Any] = {"current": current, "earlier": revisions[1:]}
+        if current is not None:
+            context["chart"] = charts.attribution_chart(current.payload)
+            context["payload_json"] = _pretty_json(current.payload)
+        return render_to_string("ml_audit/admin/explanation.html", context)
 
 
 @admin.register(Explanation)
@@ -49,6 +261,7 @@ class ExplanationAdmin(ReadOnlyAdmin):
     list_display = ("prediction", "revision", "method", "status", "generated_at")
     list_select_related = ("prediction",)
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(ModelVersion)
@@ -61,3 +274,13 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 class RequestingActorAdmin(ReadOnlyAdmin):
     list_display = ("actor_type", "actor_id", "tenant_id", "created_at")
     search_fields = ("=actor_id", "=tenant_id")
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnlyAdmin):
+    list_display = ("accessed_at", "username", "endpoint", "status_code", "result_count")
+    list_filter = ("endpoint", "status_code")
+    date_hierarchy = "accessed_at"
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("-accessed_at", "-id")
