@@ -1,0 +1,482 @@
+"""Latency of the read-only REST API over a large audit trail (issue #4).
+
+Loads ``--rows`` predictions (default 1,000,000) straight into a freshly migrated database with
+PostgreSQL ``COPY`` (not through ``record_prediction_event``: this is a read benchmark, so the
+content hashes and input fingerprints are placeholders), attaches an explanation to every tenth,
+runs ``ANALYZE``, then times requests through Django's test client as a logged-in user holding
+``ml_audit.view_predictionevent`` (session authentication, so each request also pays the session,
+user and permission look-ups a real deployment pays):
+
+* ``floor``     ``GET predictions/?page_size=1`` (cursor mode only): the fixed cost of a request
+  (test client, middleware, session and permission look-ups, DRF, access log), the baseline the
+  other cases are read against: what they add above it is per-row fetching and serialising
+* ``list``      ``GET predictions/`` (first page, 100 rows)
+* ``deep``      the page ``--deep-page`` pages down (default 10,000, i.e. rows 999,900-999,999).
+  Cursor mode: the cursor is built directly instead of following 10,000 ``next`` links. DRF's
+  ``CursorPagination`` positions a cursor on the *first* ordering field only (``timestamp``;
+  ``id`` only orders ties, which the cursor's offset ``o`` skips), so the cursor is
+  ``base64("p=<str(timestamp of the last row of the page before>)")``, exactly what
+  ``encode_cursor`` writes for that row. The first row returned is checked against the expected
+  one. Page-number mode: ``?page=N``.
+* ``filtered``  ``model_name`` + a 7-day ``time_from``/``time_to`` window + ``min_confidence=0.8``
+* ``detail``    ``GET predictions/{uuid}/`` (a different prediction each request)
+
+each in cursor pagination (the default) and page-number pagination (``API_PAGINATION="page"``,
+which adds a ``COUNT(*)``), with the access log on (the default: one ``INSERT`` per request), and
+in cursor mode once more with the access log off. Medians and p90 in ms; the number of SQL
+queries each request runs (auth = session, user and permissions; data; log = the access log's
+``INSERT``). Targets: list, deep and filtered <= 15 ms median, detail <= 5 ms.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ml_audit_dev \\
+        python benchmarks/bench_read_api.py [--rows 20000] [--json] [--explain]
+
+PostgreSQL only (``COPY``); the database used is DATABASE_URL's name + ``_bench``, dropped and
+re-created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import functools
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import django
+from _django import ROOT, _recreate_postgres_database
+from django.conf import settings
+
+API = "/api/ml-audit/predictions/"
+PAGE_SIZE = 100
+MODELS = 10
+ACTORS = 1000
+TENANTS = ("acme", "globex", "initech", "umbrella")
+SPAN = dt.timedelta(days=90)
+AUTH_TABLES = re.compile(r'(FROM|JOIN) "(django_session|auth_\w+)"')
+TARGETS_MS: dict[str, float | None] = {
+    "floor": None,
+    "list": 15.0,
+    "deep": 15.0,
+    "filtered": 15.0,
+    "detail": 5.0,
+}
+
+
+def setup() -> None:
+    """Configure Django for the API (sessions, DRF, django-filter), migrate a fresh database."""
+    sys.path.insert(0, str(ROOT))
+    from tests.settings import database_from_url
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench_read_api needs PostgreSQL: set DATABASE_URL=postgres://...")
+    database = database_from_url(url)
+    database["NAME"] = database["NAME"] + "_bench"
+    database["CONN_MAX_AGE"] = None  # one persistent connection, as a production worker keeps
+
+    from django.urls import include, path
+
+    urls = types.ModuleType("bench_read_api_urls")
+    sys.modules[urls.__name__] = urls
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        SECRET_KEY="benchmark",
+        ALLOWED_HOSTS=["testserver"],
+        DATABASES={"default": database},
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "django.contrib.sessions",
+            "rest_framework",
+            "django_filters",
+            "ml_audit",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        ROOT_URLCONF=urls.__name__,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        ML_AUDIT={"OTEL_ENABLED": False},
+    )
+    _recreate_postgres_database(database)
+    django.setup()
+    urls.urlpatterns = [path("api/ml-audit/", include("ml_audit.api.urls"))]  # type: ignore[attr-defined]
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def uuid7_at(when: dt.datetime, rng: random.Random) -> uuid.UUID:
+    """A UUIDv7 for ``when`` (ms precision), like the ids the library writes."""
+    ms = int(when.timestamp() * 1000)
+    value = (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62)
+    return uuid.UUID(int=value | rng.getrandbits(62))
+
+
+PREDICTION_COLUMNS = (
+    "id, prediction_id, timestamp, trace_id, span_id, parent_span_id, correlation_id, "
+    "environment, model_id, actor_id, tenant_id, client_ip, user_agent, auth_context, features, "
+    "redaction, input_fingerprint, output, confidence, decision_outcome, status, error_type, "
+    "error_message, latency_ms, metadata, content_hash"
+)
+EXPLANATION_COLUMNS = (
+    "id, prediction_id, revision, method, method_version, payload, summary_text, status, "
+    "generated_at, created_at, content_hash"
+)
+PLACEHOLDER_HASH = "0" * 64
+OUTCOMES = ("approve", "review", "decline")
+COUNTRIES = ("DE", "FR", "US", "GB", "NL", "ES", "IT", "PL")
+
+
+def prediction_rows(
+    rows: int, start: dt.datetime, model_ids: list[int], actors: list[tuple[int, str]]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows, oldest first, spread evenly (with jitter) over 90 days."""
+    rng = random.Random(4)
+    step = SPAN / rows
+    redaction = json.dumps({"policy": "default", "paths": {"features": ["email"]}})
+    auth_context = json.dumps({"auth": "session"})
+    for i in range(rows):
+        when = start + step * i + step * rng.random()
+        confidence = rng.random()
+        actor_id, tenant = actors[rng.randrange(len(actors))]
+        features: dict[str, Any] = {f"f{j}": round(rng.gauss(0, 1), 4) for j in range(8)}
+        features["country"] = COUNTRIES[i % len(COUNTRIES)]
+        features["email"] = "****"
+        outcome = OUTCOMES[0 if confidence >= 0.66 else 1 if confidence >= 0.33 else 2]
+        yield (
+            str(uuid7_at(when, rng)),
+            f"pred-{i:08d}",
+            when,
+            f"{rng.getrandbits(128):032x}",
+            f"{rng.getrandbits(64):016x}",
+            "",
+            "",
+            "prod",
+            model_ids[rng.randrange(len(model_ids))],  # independent of which rows get explained
+            actor_id,
+            tenant,
+            f"10.{i % 256}.{(i // 256) % 256}.{i % 7 + 1}",
+            "python-requests/2.32",
+            auth_context,
+            json.dumps(features),
+            redaction,
+            PLACEHOLDER_HASH,
+            json.dumps({"score": round(confidence, 6), "label": outcome}),
+            confidence,
+            outcome,
+            "success",
+            "",
+            "",
+            round(rng.uniform(0.5, 40.0), 3),
+            "{}",
+            PLACEHOLDER_HASH,
+        )
+
+
+def load(rows: int) -> dict[str, Any]:
+    """COPY ``rows`` predictions (+ 10% explanations) into the empty tables; ANALYZE."""
+    from django.db import connection, transaction
+
+    from ml_audit.models import ModelVersion, RequestingActor
+
+    t0 = time.perf_counter()
+    models = ModelVersion.objects.bulk_create(
+        ModelVersion(name=f"model_{m:02d}", version="1.0", framework="sklearn")
+        for m in range(MODELS)
+    )
+    actors = RequestingActor.objects.bulk_create(
+        RequestingActor(actor_type="user", actor_id=f"user-{a:04d}", tenant_id=TENANTS[a % 4])
+        for a in range(ACTORS)
+    )
+    model_ids = [m.pk for m in models]
+    actor_keys = [(a.pk, a.tenant_id) for a in actors]
+    start = (dt.datetime.now(dt.UTC) - SPAN).replace(microsecond=0)
+    explained: list[tuple[str, dt.datetime]] = []  # 10% of the keys: (id, timestamp)
+    sample_ids: list[str] = []  # 200 ids spread over the table, for the detail requests
+    sample_every = max(1, rows // 200)
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql = f"COPY ml_audit_predictionevent ({PREDICTION_COLUMNS}) FROM STDIN"
+        with cursor.copy(sql) as copy:
+            for i, row in enumerate(prediction_rows(rows, start, model_ids, actor_keys)):
+                copy.write_row(row)
+                if i % 10 == 3:
+                    explained.append((row[0], row[2]))
+                if i % sample_every == 0:
+                    sample_ids.append(row[0])
+        t_predictions = time.perf_counter()
+        rng = random.Random(5)
+        sql = f"COPY ml_audit_explanation ({EXPLANATION_COLUMNS}) FROM STDIN"
+        with cursor.copy(sql) as copy:
+            for prediction_id, when in explained:
+                later = when + dt.timedelta(seconds=1)
+                payload = {f"f{j}": round(rng.gauss(0, 0.2), 4) for j in range(8)}
+                copy.write_row(
+                    (
+                        str(uuid7_at(later, rng)),
+                        prediction_id,
+                        1,
+                        "shap",
+                        "0.46",
+                        json.dumps({"attributions": payload, "base_value": 0.5}),
+                        "f3 and f5 drove the score.",
+                        "success",
+                        later,
+                        later,
+                        PLACEHOLDER_HASH,
+                    )
+                )
+    t_explanations = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    t_end = time.perf_counter()
+    return {
+        "rows": rows,
+        "explanations": len(explained),
+        "copy_predictions_s": t_predictions - t0,
+        "copy_explanations_s": t_explanations - t_predictions,
+        "analyze_s": t_end - t_explanations,
+        "total_s": t_end - t0,
+        "start": start,
+        "sample_ids": sample_ids,
+    }
+
+
+def deep_cursor(rows_before: int) -> tuple[str, str]:
+    """The cursor DRF would put in the ``next`` link after ``rows_before`` rows, and the id of
+    the first row of that page."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT timestamp, id FROM ml_audit_predictionevent "
+            "ORDER BY timestamp DESC, id DESC OFFSET %s LIMIT 2",
+            [rows_before - 1],
+        )
+        (last_ts, _), (_, first_id) = cursor.fetchall()
+    # CursorPagination.encode_cursor: urlencode({"p": position}) (no "o"/"r" when 0), base64;
+    # position = str(getattr(row, ordering[0])) = str(timestamp).
+    querystring = urlencode({"p": str(last_ts)})
+    return base64.b64encode(querystring.encode("ascii")).decode("ascii"), str(first_id)
+
+
+def configure(pagination: str, access_log: bool) -> None:
+    from ml_audit.conf import audit_settings
+
+    settings.ML_AUDIT = {
+        "OTEL_ENABLED": False,
+        "API_PAGINATION": pagination,
+        "API_ACCESS_LOG": access_log,
+    }
+    audit_settings.reload()
+
+
+def count_queries(request: Callable[[], Any]) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        request()
+    kinds = {"auth": 0, "data": 0, "log": 0}
+    data_sql: list[str] = []
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        if "ml_audit_accesslog" in sql:
+            kinds["log"] += 1
+        elif AUTH_TABLES.search(sql):
+            kinds["auth"] += 1
+        else:
+            kinds["data"] += 1
+            data_sql.append(sql)
+    db_ms = sum(float(query["time"]) for query in captured.captured_queries) * 1e3
+    return {"total": sum(kinds.values()), **kinds, "db_ms": db_ms, "data_sql": data_sql}
+
+
+def time_case(
+    request: Callable[[int], Any], warmup: int, count: int, budget_s: float
+) -> dict[str, Any]:
+    for i in range(warmup):
+        request(i)
+    times: list[float] = []
+    began = time.perf_counter()
+    for i in range(count):
+        t0 = time.perf_counter()
+        request(i)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 10 and time.perf_counter() - began > budget_s:
+            break
+    ordered = sorted(times)
+    return {
+        "requests": len(ordered),
+        "median_ms": statistics.median(ordered) * 1e3,
+        "p90_ms": ordered[int(len(ordered) * 0.9)] * 1e3,
+    }
+
+
+def explain(sql: str) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        return "\n".join(_cut(row[0]) for row in cursor.fetchall())
+
+
+def _cut(line: str, width: int = 160) -> str:
+    return line if len(line) <= width else line[: width - 5] + " ..."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="predictions to load")
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per case")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per case")
+    parser.add_argument("--budget", type=float, default=20.0, help="max seconds per case")
+    parser.add_argument("--deep-page", type=int, default=10_000, help="page number of 'deep'")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE data queries")
+    args = parser.parse_args()
+
+    setup()
+    say = (lambda *a, **k: None) if args.json else print
+    say(f"loading {args.rows:,} predictions with COPY ...", flush=True)
+    loaded = load(args.rows)
+    say(
+        f"  loaded in {loaded['total_s']:.1f} s (predictions {loaded['copy_predictions_s']:.1f} s,"
+        f" {loaded['explanations']:,} explanations {loaded['copy_explanations_s']:.1f} s,"
+        f" ANALYZE {loaded['analyze_s']:.1f} s)",
+        flush=True,
+    )
+
+    from django.contrib.auth.models import Permission, User
+    from django.db import connection
+    from django.test import Client
+
+    user = User.objects.create_user("auditor", password=None)
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="ml_audit", codename="view_predictionevent")
+    )
+    client = Client()
+    client.force_login(user)
+
+    deep_page = max(2, min(args.deep_page, args.rows // PAGE_SIZE))
+    cursor, first_id = deep_cursor((deep_page - 1) * PAGE_SIZE)
+    window_from = loaded["start"] + dt.timedelta(days=40)
+    window = {
+        "model_name": "model_03",
+        "time_from": window_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time_to": (window_from + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "min_confidence": "0.8",
+    }
+    sample_ids = loaded["sample_ids"]
+
+    def get(url: str, params: dict[str, str] | None = None) -> Any:
+        response = client.get(url, params or {})
+        if response.status_code != 200:
+            raise SystemExit(f"GET {url} {params} -> {response.status_code}: {response.content!r}")
+        return response
+
+    cases: dict[str, dict[str, Callable[[int], Any]]] = {
+        "cursor": {
+            "floor": lambda i: get(API, {"page_size": "1"}),
+            "list": lambda i: get(API),
+            "deep": lambda i: get(API, {"cursor": cursor}),
+            "filtered": lambda i: get(API, window),
+            "detail": lambda i: get(f"{API}{sample_ids[i % len(sample_ids)]}/"),
+        },
+        "page": {
+            "list": lambda i: get(API),
+            "deep": lambda i: get(API, {"page": str(deep_page)}),
+            "filtered": lambda i: get(API, window),
+        },
+    }
+    runs = (("cursor", True), ("page", True), ("cursor", False))
+    results: list[dict[str, Any]] = []
+    explains: dict[str, str] = {}
+    for pagination, access_log in runs:
+        configure(pagination, access_log)
+        for name, request in cases[pagination].items():
+            label = f"{name} ({pagination}, log {'on' if access_log else 'off'})"
+            if name == "deep" and pagination == "cursor":
+                body = request(0).json()
+                if body["results"][0]["id"] != first_id:
+                    say(f"  warning: deep cursor page starts at {body['results'][0]['id']}")
+            if name == "filtered" and pagination == "cursor" and access_log:
+                matched = len(request(0).json()["results"])
+                say(f"  filtered first page: {matched} rows, filters {window}")
+            queries = count_queries(functools.partial(request, 0))
+            timing = time_case(request, args.warmup, args.requests, args.budget)
+            target = TARGETS_MS[name]
+            results.append(
+                {
+                    "case": name,
+                    "pagination": pagination,
+                    "access_log": access_log,
+                    **timing,
+                    "target_ms": target,
+                    "within_target": None if target is None else timing["median_ms"] <= target,
+                    "queries": {k: v for k, v in queries.items() if k != "data_sql"},
+                }
+            )
+            if args.explain and access_log:
+                for n, sql in enumerate(queries["data_sql"]):
+                    explains[f"{label} #{n + 1}"] = _cut(sql, 400) + "\n" + explain(sql)
+            say(f"  measured {label}", flush=True)
+    connection.close()
+
+    summary = {
+        "backend": "postgresql",
+        "load": {k: v for k, v in loaded.items() if k not in ("sample_ids", "start")},
+        "page_size": PAGE_SIZE,
+        "deep_page": deep_page,
+        "deep_cursor": cursor,
+        "filtered_params": window,
+        "results": results,
+    }
+    if args.explain:
+        summary["explain"] = explains
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(
+        f"\n{args.rows:,} predictions, page size {PAGE_SIZE}, deep = page {deep_page:,}; "
+        "queries = auth + data + access log"
+    )
+    header = f"{'case':<10}{'pagination':<12}{'log':<5}{'n':>5}{'median ms':>11}{'p90 ms':>9}"
+    print(header + f"{'target':>8}  ok   {'queries':<13}{'db ms':>6}")
+    for r in results:
+        q = r["queries"]
+        queries_text = f"{q['total']} ({q['auth']}+{q['data']}+{q['log']})"
+        target_text = "-" if r["target_ms"] is None else f"{r['target_ms']:.0f}"
+        ok = {None: "-", True: "yes", False: "NO"}[r["within_target"]]
+        print(
+            f"{r['case']:<10}{r['pagination']:<12}{'on' if r['access_log'] else 'off':<5}"
+            f"{r['requests']:>5}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}{target_text:>8}"
+            f"  {ok:<4} {queries_text:<13}{q['db_ms']:>6.1f}"
+        )
+    base = {(r["case"], r["pagination"], r["access_log"]): r["median_ms"] for r in results}
+    for case in ("list", "deep", "filtered"):
+        ratio = base[(case, "page", True)] / base[(case, "cursor", True)]
+        print(f"  {case}: page-number / cursor median = {ratio:.2f}x")
+    for case in ("list", "deep", "filtered", "detail"):
+        ratio = base[(case, "cursor", True)] / base[(case, "cursor", False)]
+        print(f"  {case}: access log on / off median = {ratio:.2f}x")
+    for label, text in explains.items():
+        print(f"\nEXPLAIN {label}:\n{text}")
+
+
+if __name__ == "__main__":
+    main()
