@@ -182,6 +182,27 @@ class MLAuditSettings:
             raise ConfigurationError(f"ML_AUDIT[{key!r}] must be True or False, not {value!r}.")
         return value
 
+    def _callable(self, key: str) -> Callable[[Any], Any] | None:
+        """A callable(request) given as itself or as a dotted path; ``None`` stays ``None``."""
+        value = self._get(key)
+        if value is None:
+            return None
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"ML_AUDIT[{key!r}] must be a dotted path to a callable(request)."
+            )
+        try:
+            resolver = import_string(value)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"ML_AUDIT[{key!r}] {value!r} cannot be imported: {exc}"
+            ) from exc
+        if not callable(resolver):
+            raise ConfigurationError(f"ML_AUDIT[{key!r}] {value!r} is not callable.")
+        return resolver  # type: ignore[no-any-return]
+
     def _int(self, key: str, *, minimum: int) -> int:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -259,24 +280,7 @@ class MLAuditSettings:
 
     @cached_property
     def TENANT_RESOLVER(self) -> Callable[[Any], Any] | None:
-        value = self._get("TENANT_RESOLVER")
-        if value is None:
-            return None
-        if callable(value):
-            return value  # type: ignore[no-any-return]
-        if not isinstance(value, str):
-            raise ConfigurationError(
-                "ML_AUDIT['TENANT_RESOLVER'] must be a dotted path to a callable(request)."
-            )
-        try:
-            resolver = import_string(value)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"ML_AUDIT['TENANT_RESOLVER'] {value!r} cannot be imported: {exc}"
-            ) from exc
-        if not callable(resolver):
-            raise ConfigurationError(f"ML_AUDIT['TENANT_RESOLVER'] {value!r} is not callable.")
-        return resolver  # type: ignore[no-any-return]
+        return self._callable("TENANT_RESOLVER")
 
     @cached_property
     def TRUSTED_PROXIES(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -317,24 +321,7 @@ class MLAuditSettings:
 
     @cached_property
     def API_TENANT_RESOLVER(self) -> Callable[[Any], Any] | None:
-        value = self._get("API_TENANT_RESOLVER")
-        if value is None:
-            return None
-        if callable(value):
-            return value  # type: ignore[no-any-return]
-        if not isinstance(value, str):
-            raise ConfigurationError(
-                "ML_AUDIT['API_TENANT_RESOLVER'] must be a dotted path to a callable(request)."
-            )
-        try:
-            resolver = import_string(value)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"ML_AUDIT['API_TENANT_RESOLVER'] {value!r} cannot be imported: {exc}"
-            ) from exc
-        if not callable(resolver):
-            raise ConfigurationError(f"ML_AUDIT['API_TENANT_RESOLVER'] {value!r} is not callable.")
-        return resolver  # type: ignore[no-any-return]
+        return self._callable("API_TENANT_RESOLVER")
 
     @cached_property
     def API_PERMISSION_CLASSES(self) -> tuple[str | type, ...]:
