@@ -328,31 +328,22 @@ def _insert_ignoring_conflicts(alias: str, events: list[PredictionEvent]) -> set
     fields = PredictionEvent._meta.concrete_fields
     pk_field = PredictionEvent._meta.pk
     assert pk_field is not None
-    batch_size = max(1, connection.ops.bulk_batch_size(list(fields), events))
-    inserted: set[uuid.UUID] = set()
     if len(events) == 1:
         return _insert_one(alias, events[0])
     copied = _copy_insert(alias, events)
     if copied is not None:
         return copied
+    batch_size = max(1, connection.ops.bulk_batch_size(list(fields), events))
+    inserted: set[uuid.UUID] = set()
     with connection.cursor() as cursor:
-        # Batches only: a single row gains nothing, and stays visible to Django's query log.
-        raw = _server_bound_cursor(connection, cursor) if len(events) > 1 else None
         for start in range(0, len(events), batch_size):
             query = InsertQuery(PredictionEvent, on_conflict=OnConflict.IGNORE)
             query.insert_values(fields, list[Model](events[start : start + batch_size]))
             compiler = query.get_compiler(using=alias)
             compiler.returning_fields = [pk_field]
             for sql, params in compiler.as_sql():
-                if raw is not None:
-                    # Django's error translation, as its own cursors have it.
-                    with connection.wrap_database_errors:
-                        raw.execute(sql, params)
-                        rows = raw.fetchall()
-                else:
-                    cursor.execute(sql, params)
-                    rows = cursor.fetchall()
-                for (pk,) in rows:
+                cursor.execute(sql, params)
+                for (pk,) in cursor.fetchall():
                     inserted.add(pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)))
     return inserted
 
@@ -439,25 +430,6 @@ def _insert_one(alias: str, event: PredictionEvent) -> set[uuid.UUID]:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in rows}
-
-
-def _server_bound_cursor(connection: Any, cursor: Any) -> Any:
-    """On psycopg 3, a cursor that binds parameters on the server.
-
-    Django's default psycopg cursor binds on the client, quoting every element of the bulk
-    insert's arrays in Python; binding on the server leaves that to psycopg's C dumpers and
-    is markedly faster for batches. Same connection, same transaction.
-    """
-    if connection.vendor != "postgresql":
-        return None
-    try:
-        import psycopg
-    except ImportError:  # psycopg2: Django's cursor already is the fast path there
-        return None
-    raw_connection = connection.connection
-    if not isinstance(raw_connection, psycopg.Connection):
-        return None
-    return psycopg.Cursor(raw_connection)
 
 
 def _existing_events(alias: str, prediction_ids: list[str]) -> dict[str, PredictionEvent]:
