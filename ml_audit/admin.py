@@ -29,7 +29,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ml_audit import charts
-from ml_audit.conf import audit_settings
+from ml_audit.conf import trace_url
 from ml_audit.models import (
     AccessLog,
     Explanation,
@@ -57,14 +57,6 @@ __all__ = [
 ]
 
 REQUEST_CONTEXT_PERMISSION = "ml_audit.view_requestingactor"
-
-
-def trace_url(trace_id: str) -> str | None:
-    """The APM link of a trace from ``ML_AUDIT['TRACE_URL_TEMPLATE']``, or ``None``."""
-    template = audit_settings.TRACE_URL_TEMPLATE
-    if not template or not trace_id:
-        return None
-    return template.format(trace_id=trace_id)
 
 
 def _pretty_json(value: Any) -> str:

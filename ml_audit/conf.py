@@ -25,7 +25,7 @@ from django.utils.module_loading import import_string
 from ml_audit.exceptions import ConfigurationError
 from ml_audit.redaction import RedactionPolicy
 
-__all__ = ["DEFAULTS", "REDACTABLE_PAYLOADS", "MLAuditSettings", "audit_settings"]
+__all__ = ["DEFAULTS", "REDACTABLE_PAYLOADS", "MLAuditSettings", "audit_settings", "trace_url"]
 
 #: Payloads that REDACT_PAYLOADS may name. Features are always redacted.
 REDACTABLE_PAYLOADS = ("features", "output", "metadata", "auth_context", "explanation")
@@ -385,6 +385,14 @@ class MLAuditSettings:
 
 
 audit_settings = MLAuditSettings()
+
+
+def trace_url(trace_id: str) -> str | None:
+    """The APM link of a trace from ``ML_AUDIT['TRACE_URL_TEMPLATE']``, or ``None``."""
+    template = audit_settings.TRACE_URL_TEMPLATE
+    if not template or not trace_id:
+        return None
+    return template.format(trace_id=trace_id)
 
 
 @receiver(setting_changed)

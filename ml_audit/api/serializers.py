@@ -11,7 +11,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ml_audit.conf import audit_settings
+from ml_audit.conf import trace_url
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 
 __all__ = [
@@ -24,14 +24,6 @@ __all__ = [
 
 #: Shown only when the serializer context has ``show_request_context=True``.
 REQUEST_CONTEXT_FIELDS = ("client_ip", "user_agent", "auth_context")
-
-
-def trace_url(trace_id: str) -> str | None:
-    """The APM link of a trace from ``ML_AUDIT['TRACE_URL_TEMPLATE']``, or ``None``."""
-    template = audit_settings.TRACE_URL_TEMPLATE
-    if not template or not trace_id:
-        return None
-    return template.format(trace_id=trace_id)
 
 
 class ModelVersionSummarySerializer(serializers.ModelSerializer[ModelVersion]):
@@ -89,7 +81,9 @@ class PredictionEventSerializer(serializers.ModelSerializer[PredictionEvent]):
 
     model = ModelVersionSummarySerializer(read_only=True)
     actor = ActorSerializer(read_only=True, allow_null=True)
-    explanation = serializers.SerializerMethodField()
+    # PredictionEvent.explanation reads the views' prefetched revisions: no query per row, and
+    # one child serializer for the whole page rather than one per row.
+    explanation = ExplanationSerializer(read_only=True, allow_null=True)
     explanation_revisions = serializers.SerializerMethodField()
     trace_url = serializers.SerializerMethodField()
 
@@ -139,12 +133,6 @@ class PredictionEventSerializer(serializers.ModelSerializer[PredictionEvent]):
         if "explanations" in cache:
             return list(cache["explanations"])
         return list(obj.explanations.order_by("revision"))
-
-    def get_explanation(self, obj: PredictionEvent) -> dict[str, Any] | None:
-        revisions = self._revisions(obj)
-        if not revisions:
-            return None
-        return ExplanationSerializer(revisions[-1], context=self.context).data
 
     def get_explanation_revisions(self, obj: PredictionEvent) -> int:
         return len(self._revisions(obj))

@@ -46,7 +46,7 @@ from rest_framework.response import Response
 
 from ml_audit import actors, store
 from ml_audit.api import filters, pagination, permissions, serializers
-from ml_audit.conf import audit_settings
+from ml_audit.conf import audit_settings, trace_url
 from ml_audit.exceptions import ConfigurationError
 from ml_audit.models import AccessLog, Explanation, ModelVersion, PredictionEvent
 
@@ -249,7 +249,7 @@ class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
         return Response(
             {
                 "trace_id": trace_id,
-                "trace_url": serializers.trace_url(trace_id),
+                "trace_url": trace_url(trace_id),
                 "count": len(shown),
                 "truncated": len(rows) > limit,
                 "predictions": self.get_serializer(shown, many=True).data,
