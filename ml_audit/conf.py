@@ -81,6 +81,11 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_RESOLVER": None,
     # Proxies whose X-Forwarded-For is believed (IPs or CIDR networks).
     "TRUSTED_PROXIES": [],
+    # What @audited_prediction (ml_audit.integrations.drf) does when the audit record of a
+    # prediction cannot be written: "fail" answers 503 and withholds the prediction (the
+    # record is spooled and replayed all the same: the model did run); "serve" answers with
+    # the prediction, the record is spooled and replayed, the failure logged and counted.
+    "ON_AUDIT_FAILURE": "fail",
     # --- Read side (ml_audit.api, the admin) ---
     # Link from a prediction to its trace in your APM; "{trace_id}" is replaced by the trace
     # id, e.g. "http://127.0.0.1:6006/redirects/traces/{trace_id}". None: no links.
@@ -102,6 +107,8 @@ DEFAULTS: dict[str, Any] = {
 API_PAGINATIONS = ("cursor", "page")
 
 WRITE_MODES = ("batch", "sync")
+
+AUDIT_FAILURE_POLICIES = ("fail", "serve")
 
 
 class MLAuditSettings:
@@ -225,6 +232,16 @@ class MLAuditSettings:
         if value not in WRITE_MODES:
             raise ConfigurationError(
                 f"ML_AUDIT['WRITE_MODE'] must be one of {', '.join(WRITE_MODES)}, not {value!r}."
+            )
+        return str(value)
+
+    @cached_property
+    def ON_AUDIT_FAILURE(self) -> str:
+        value = self._get("ON_AUDIT_FAILURE")
+        if value not in AUDIT_FAILURE_POLICIES:
+            raise ConfigurationError(
+                f"ML_AUDIT['ON_AUDIT_FAILURE'] must be one of "
+                f"{', '.join(AUDIT_FAILURE_POLICIES)}, not {value!r}."
             )
         return str(value)
 

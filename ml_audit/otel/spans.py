@@ -205,7 +205,9 @@ class prediction_span:
     validated on entry (an invalid call raises ``InvalidRecord`` before the model runs).
     ``mode`` is ``"batch"`` or ``"sync"`` (default ``ML_AUDIT['WRITE_MODE']``); in sync mode
     the saved row is ``p.event`` after the block. Under ``async with`` a sync-mode write runs
-    in a thread (``asgiref.sync_to_async``), as Django's ORM requires.
+    in a thread (``asgiref.sync_to_async``), as Django's ORM requires. ``describe_error``
+    turns an exception raised in the block into the stored (then redacted) error message;
+    the default is ``str(exc)``; the error type is always the exception's class.
     """
 
     def __init__(
@@ -219,8 +221,10 @@ class prediction_span:
         metadata: Mapping[str, Any] | None = None,
         prediction_id: str | None = None,
         mode: str | None = None,
+        describe_error: Callable[[BaseException], str] | None = None,
     ) -> None:
         self.mode = mode or audit_settings.WRITE_MODE
+        self.describe_error = describe_error
         if self.mode not in ("batch", "sync"):
             raise ValueError(f"mode must be 'batch' or 'sync', not {self.mode!r}")
         self.draft = PredictionRecord.create(
@@ -268,7 +272,7 @@ class prediction_span:
         failed = self.draft.with_outcome(
             status="failed",
             error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            error_message=str(exc)[:MAX_ERROR_MESSAGE],
+            error_message=(self.describe_error or str)(exc)[:MAX_ERROR_MESSAGE],
             **metadata,
         )
         _finish(handle.span, failed, sync=sync, latency_from_span=True)
