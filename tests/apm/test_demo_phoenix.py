@@ -67,5 +67,7 @@ def test_demo_exports_to_phoenix(phoenix: PhoenixServer, tmp_path: Path) -> None
     for span in predictions:
         pid = span["attributes"]["ml_audit.prediction_id"]
         assert span["context"]["trace_id"] == rows[pid]
+        # The request's server span (Phoenix reports OpenTelemetry's span kind as UNKNOWN).
         parent = by_span_id[span["parent_id"]]
-        assert parent["span_kind"].upper() == "SERVER"
+        assert parent["name"].startswith("POST ")
+        assert parent["context"]["trace_id"] == rows[pid]
