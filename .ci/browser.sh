@@ -19,13 +19,15 @@ fi
 "$CHROMIUM" --version 2>/dev/null || true
 
 mkdir -p "$ARTIFACTS"
-rm -f "$SHOT"
+rm -f "$SHOT" "$ARTIFACTS/demo-admin-prediction.png"
 echo "==> browser tests"
 ML_AUDIT_CHROMIUM="$CHROMIUM" ML_AUDIT_SCREENSHOT_DIR="$ARTIFACTS" \
     "$PYTHON" -m pytest -m browser tests/browser -p no:cacheprovider
 
-if [ ! -s "$SHOT" ]; then
-    echo "no screenshot at $SHOT" >&2
-    exit 1
-fi
-echo "screenshot: $SHOT"
+for shot in "$SHOT" "$ARTIFACTS/demo-admin-prediction.png"; do
+    if [ ! -s "$shot" ]; then
+        echo "no screenshot at $shot" >&2
+        exit 1
+    fi
+    echo "screenshot: $shot"
+done

@@ -28,6 +28,16 @@ CALLERS = (
     Caller("dave", "initech", user_agent="initech-broker/0.9"),
 )
 
+#: How applications round each input (as a form would).
+DIGITS = {
+    "income_k": 1,
+    "debt_to_income": 3,
+    "credit_history_months": 0,
+    "late_payments_12m": 0,
+    "loan_amount_k": 1,
+    "age": 0,
+}
+
 FIRST = ("Jane", "Omar", "Li", "Ana", "Tomasz", "Fatima", "Kofi", "Maria", "Sven", "Priya")
 LAST = ("Doe", "Haddad", "Wei", "Silva", "Nowak", "Khan", "Mensah", "Rossi", "Berg", "Iyer")
 
@@ -58,8 +68,8 @@ def applications(count: int, seed: int = SEED + 1) -> list[Application]:
     result = []
     for i, values in enumerate(X):
         features: dict[str, Any] = dict(zip(FEATURES, (float(v) for v in values), strict=True))
-        for name in ("credit_history_months", "late_payments_12m", "age"):
-            features[name] = round(features[name])
+        for name, digits in DIGITS.items():
+            features[name] = round(features[name], digits) if digits else round(features[name])
         first, last = rng.choice(FIRST), rng.choice(LAST)
         email = f"{first}.{last}{i}@example.com".lower()
         phone = f"+44 20 7946 {i % 10000:04d}"
