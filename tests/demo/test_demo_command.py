@@ -104,10 +104,13 @@ def test_demo_exports_its_spans_over_otlp(
     tmp_path: Path, otlp_receiver: tuple[str, list[ExportTraceServiceRequest]]
 ) -> None:
     endpoint, received = otlp_receiver
-    result = run_demo(tmp_path / "demo.sqlite3", "--count", "12", "--otlp-endpoint", endpoint)
+    result = run_demo(
+        tmp_path / "demo.sqlite3", "--count", "12", "--check", "--otlp-endpoint", endpoint
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     origin = endpoint.removesuffix("/v1/traces")
     assert f"traces    {origin}/redirects/traces/{{trace_id}}" in result.stdout
+    assert "Check passed" in result.stdout  # which includes the API's trace links
 
     spans = [
         span

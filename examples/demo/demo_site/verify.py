@@ -83,8 +83,14 @@ def rows_and_redaction(sent: Iterable[Sent]) -> dict[str, int]:
     return {"recorded": len(recorded), "explained": explained, "refused": len(refused)}
 
 
-def api(base_url: str, credentials: tuple[str, str], sent: Iterable[Sent]) -> dict[str, int]:
-    """The read API answers the auditor, refuses strangers, and serves redacted rows."""
+def api(
+    base_url: str,
+    credentials: tuple[str, str],
+    sent: Iterable[Sent],
+    trace_url_template: str | None = None,
+) -> dict[str, int]:
+    """The read API answers the auditor, refuses strangers, and serves redacted rows whose
+    trace links follow the template."""
     api_root = f"{base_url}/api/ml-audit"
     status, _ = _get(f"{api_root}/predictions/", None)
     _expect(status in (401, 403), f"anonymous read got HTTP {status}")
@@ -99,6 +105,10 @@ def api(base_url: str, credentials: tuple[str, str], sent: Iterable[Sent]) -> di
     detail = rows["results"][0]
     _expect(detail["features"]["email"] != scored.application.body["email"], "email in clear")
     _expect(detail["explanation"] is not None, "the API shows no explanation")
+    expected_link = (
+        trace_url_template.format(trace_id=scored.trace_id) if trace_url_template else None
+    )
+    _expect(detail["trace_url"] == expected_link, f"trace_url is {detail['trace_url']!r}")
     status, detail_by_id = _get(f"{api_root}/predictions/{detail['id']}/", credentials)
     _expect(status == 200 and detail_by_id["prediction_id"] == scored.prediction_id, "detail")
     status, trace = _get(f"{api_root}/traces/{scored.trace_id}/", credentials)

@@ -92,7 +92,7 @@ class Command(BaseCommand):
         provider.force_flush()
         self.summarise(sent)
         if options["check"]:
-            self.verify(base_url, (AUDITOR, password), sent)
+            self.verify(base_url, (AUDITOR, password), sent, template)
         self.where_to_look(base_url, password, template)
         if options["no_serve"]:
             server.shutdown()
@@ -188,12 +188,18 @@ class Command(BaseCommand):
         if unexpected:
             raise CommandError(f"unexpected responses: {sorted(unexpected)}")
 
-    def verify(self, base_url: str, credentials: tuple[str, str], sent: list[Any]) -> None:
+    def verify(
+        self,
+        base_url: str,
+        credentials: tuple[str, str],
+        sent: list[Any],
+        template: str | None,
+    ) -> None:
         from demo_site import verify
 
         try:
             rows = verify.rows_and_redaction(sent)
-            api = verify.api(base_url, credentials, sent)
+            api = verify.api(base_url, credentials, sent, template)
         except verify.DemoCheckFailed as failed:
             raise CommandError(f"demo check failed: {failed}") from None
         self.stdout.write(
