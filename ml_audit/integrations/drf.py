@@ -153,10 +153,14 @@ def _validated_serializer(
         context = {"request": request, "view": view}
         serializer: BaseSerializer[Any] = serializer_class(data=data, context=context)
     else:
-        get_serializer = getattr(view, "get_serializer", None)
-        if get_serializer is None or getattr(view, "serializer_class", None) is None:
+        get_serializer_class = getattr(view, "get_serializer_class", None)
+        if get_serializer_class is None:
             return None
-        serializer = get_serializer(data=data)
+        try:
+            get_serializer_class()
+        except AssertionError:  # a GenericAPIView without a serializer_class
+            return None
+        serializer = view.get_serializer(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer
 

@@ -131,6 +131,22 @@ def test_a_function_view_returning_a_dict_and_decision_outcome_field(client: API
     assert event.features == {"income": 200_000, "email": "****"}  # request.data, redacted
 
 
+def test_a_viewset_action_uses_the_serializer_of_get_serializer_class(client: APIClient) -> None:
+    response = post(client, "/viewset/", income=5, email=EMAIL, mode="ok", extra="dropped")
+    assert response.status_code == 200
+    event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
+    assert event.model.name == "fraud-viewset"
+    assert event.features == {"income": 5, "email": "****", "mode": "ok"}
+    assert event.decision_outcome == "flagged"
+    assert post(client, "/viewset/", income="x", email=EMAIL, mode="ok").status_code == 400
+
+
+def test_a_generic_view_without_serializer_records_the_request_data(client: APIClient) -> None:
+    response = post(client, "/plain/", anything=[1, 2], email=EMAIL)
+    event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
+    assert event.features == {"anything": [1, 2], "email": "****"}
+
+
 def test_a_get_view_records_the_query_parameters(client: APIClient) -> None:
     response = client.get("/score-fn/", {"income": "7", "email": EMAIL})
     assert response.status_code == 200

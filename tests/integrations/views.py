@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers
+from rest_framework import serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
@@ -93,3 +93,22 @@ def score_function(request: Request) -> Any:
 )
 def score_with_features(request: Request, kind: str) -> Response:
     return Response([1, 2, 3])  # not a mapping: the id travels in the header only
+
+
+class ScoreViewSet(viewsets.GenericViewSet[Any]):
+    """A viewset action; its serializer comes from get_serializer_class() per action."""
+
+    def get_serializer_class(self) -> type[serializers.Serializer[Any]]:
+        return ApplicantSerializer
+
+    @audited_prediction(model_name="fraud-viewset", model_version="1", decision_field="label")
+    def create(self, request: Request) -> Response:
+        return Response(score(request.ml_audit.serializer.validated_data))  # type: ignore[attr-defined]
+
+
+class NoSerializerView(GenericAPIView[Any]):
+    """A generic view without serializer_class: the request data are the features."""
+
+    @audited_prediction(model_name="fraud-plain", model_version="1")
+    def post(self, request: Request) -> Response:
+        return Response({"ok": True})
