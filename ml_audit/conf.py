@@ -175,11 +175,13 @@ class MLAuditSettings:
 
     @cached_property
     def NAIVE_DATETIME_POLICY(self) -> str:
-        value = self._get("NAIVE_DATETIME_POLICY")
-        if value not in NAIVE_DATETIME_POLICIES:
+        return self._choice("NAIVE_DATETIME_POLICY", NAIVE_DATETIME_POLICIES)
+
+    def _choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value not in choices:
             raise ConfigurationError(
-                f"ML_AUDIT['NAIVE_DATETIME_POLICY'] must be one of "
-                f"{', '.join(NAIVE_DATETIME_POLICIES)}, not {value!r}."
+                f"ML_AUDIT[{key!r}] must be one of {', '.join(choices)}, not {value!r}."
             )
         return str(value)
 
@@ -228,22 +230,11 @@ class MLAuditSettings:
 
     @cached_property
     def WRITE_MODE(self) -> str:
-        value = self._get("WRITE_MODE")
-        if value not in WRITE_MODES:
-            raise ConfigurationError(
-                f"ML_AUDIT['WRITE_MODE'] must be one of {', '.join(WRITE_MODES)}, not {value!r}."
-            )
-        return str(value)
+        return self._choice("WRITE_MODE", WRITE_MODES)
 
     @cached_property
     def ON_AUDIT_FAILURE(self) -> str:
-        value = self._get("ON_AUDIT_FAILURE")
-        if value not in AUDIT_FAILURE_POLICIES:
-            raise ConfigurationError(
-                f"ML_AUDIT['ON_AUDIT_FAILURE'] must be one of "
-                f"{', '.join(AUDIT_FAILURE_POLICIES)}, not {value!r}."
-            )
-        return str(value)
+        return self._choice("ON_AUDIT_FAILURE", AUDIT_FAILURE_POLICIES)
 
     @cached_property
     def EXPORT_PAYLOADS(self) -> bool:
@@ -364,13 +355,7 @@ class MLAuditSettings:
 
     @cached_property
     def API_PAGINATION(self) -> str:
-        value = self._get("API_PAGINATION")
-        if value not in API_PAGINATIONS:
-            raise ConfigurationError(
-                f"ML_AUDIT['API_PAGINATION'] must be one of {', '.join(API_PAGINATIONS)}, "
-                f"not {value!r}."
-            )
-        return str(value)
+        return self._choice("API_PAGINATION", API_PAGINATIONS)
 
     @cached_property
     def API_MAX_PAGE_SIZE(self) -> int:

@@ -170,6 +170,18 @@ class Chromium:
         self.send("Page.navigate", {"url": url})
         self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
 
+    def log_in_to_admin(self, base_url: str, next_path: str, username: str, password: str) -> None:
+        """Log in through the admin's real login form; wait until ``next_path`` has loaded."""
+        self.navigate(f"{base_url}/admin/login/?next={next_path}")
+        self.evaluate(
+            f"document.querySelector('#id_username').value = {json.dumps(username)};"
+            f"document.querySelector('#id_password').value = {json.dumps(password)};"
+            "document.querySelector('#login-form [type=submit]').click(); true"
+        )
+        self.wait_for(
+            f"location.pathname === {json.dumps(next_path)} && document.readyState === 'complete'"
+        )
+
     def screenshot(self, path: Path) -> Path:
         height = int(self.evaluate("document.documentElement.scrollHeight"))
         self.send(
@@ -220,15 +232,7 @@ def test_prediction_detail_in_chromium(
     # The live server thread reads the same settings object, so the override reaches it.
     with override_settings(ML_AUDIT={"TRACE_URL_TEMPLATE": TRACE_TEMPLATE}):
         # Log in through the real admin login form.
-        browser.navigate(f"{live_server.url}/admin/login/?next={change}")
-        browser.evaluate(
-            "document.querySelector('#id_username').value = 'auditor';"
-            f"document.querySelector('#id_password').value = {json.dumps(PASSWORD)};"
-            "document.querySelector('#login-form [type=submit]').click(); true"
-        )
-        browser.wait_for(
-            f"location.pathname === {json.dumps(change)} && document.readyState === 'complete'"
-        )
+        browser.log_in_to_admin(live_server.url, change, "auditor", PASSWORD)
         page = browser.evaluate(
             """(() => {
                 const svg = document.querySelector('svg.ml-audit-chart');

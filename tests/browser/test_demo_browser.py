@@ -8,7 +8,6 @@ and checks that it is redacted and explained; keeps a screenshot next to the adm
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import socket
@@ -105,15 +104,7 @@ def test_demo_admin_shows_a_redacted_explained_prediction(
     browser = Chromium(CHROMIUM, tmp_path / "chromium-profile")
     try:
         browser.open_page()
-        browser.navigate(f"{url}/admin/login/?next={change}")
-        browser.evaluate(
-            "document.querySelector('#id_username').value = 'auditor';"
-            f"document.querySelector('#id_password').value = {json.dumps(PASSWORD)};"
-            "document.querySelector('#login-form [type=submit]').click(); true"
-        )
-        browser.wait_for(
-            f"location.pathname === {json.dumps(change)} && document.readyState === 'complete'"
-        )
+        browser.log_in_to_admin(url, change, "auditor", PASSWORD)
         page = browser.evaluate(
             """(() => {
                 const svg = document.querySelector('svg.ml-audit-chart');
