@@ -82,7 +82,7 @@ class Command(BaseCommand):
         trained_model()
         self.stdout.write(
             f"Trained {MODEL_NAME} {MODEL_VERSION} (logistic regression, synthetic data) "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"in {1000 * (time.perf_counter() - started):.0f} ms"
         )
 
         server = self.start_server(options["host"], options["port"])
