@@ -69,7 +69,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from rest_framework import status as http_status
 from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
@@ -137,18 +137,28 @@ def _split_arguments(args: tuple[Any, ...]) -> tuple[Any, Request | HttpRequest]
     )
 
 
-def _request_data(request: Request | HttpRequest) -> Mapping[str, Any]:
-    data = getattr(request, "data", None)
-    if isinstance(data, Mapping) and request.method not in ("GET", "HEAD", "OPTIONS"):
-        return data.dict() if hasattr(data, "dict") else data  # a QueryDict has lists inside
-    params = getattr(request, "query_params", None) or request.GET
-    return params.dict()
+def _request_payload(request: Request | HttpRequest) -> Any:
+    """What the client sent: the body (parsed by DRF), or the query parameters of a GET."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        data = getattr(request, "data", None)
+        if data is not None:
+            return data
+    return getattr(request, "query_params", None) or request.GET
+
+
+def _as_features(payload: Any) -> Mapping[str, Any]:
+    """The payload as a features mapping: repeated form or query keys keep every value."""
+    if isinstance(payload, QueryDict):
+        return {key: values[0] if len(values) == 1 else values for key, values in payload.lists()}
+    if isinstance(payload, Mapping):
+        return payload
+    return {"data": payload}  # e.g. a JSON array body
 
 
 def _validated_serializer(
     view: Any, request: Request | HttpRequest, serializer_class: type[BaseSerializer[Any]] | None
 ) -> BaseSerializer[Any] | None:
-    data = _request_data(request)
+    data = _request_payload(request)
     if serializer_class is not None:
         context = {"request": request, "view": view}
         serializer: BaseSerializer[Any] = serializer_class(data=data, context=context)
@@ -236,7 +246,9 @@ def audited_prediction(
             else:
                 serializer = _validated_serializer(view, request, serializer_class)
                 inputs = (
-                    serializer.validated_data if serializer is not None else _request_data(request)
+                    serializer.validated_data
+                    if serializer is not None
+                    else _as_features(_request_payload(request))
                 )
             try:
                 span = prediction_span(

@@ -148,10 +148,20 @@ def test_a_generic_view_without_serializer_records_the_request_data(client: APIC
 
 
 def test_a_get_view_records_the_query_parameters(client: APIClient) -> None:
-    response = client.get("/score-fn/", {"income": "7", "email": EMAIL})
+    response = client.get("/score-fn/", {"income": "7", "email": EMAIL, "tag": ["a", "b"]})
     assert response.status_code == 200
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
-    assert event.features == {"income": "7", "email": "****"}
+    # A repeated parameter keeps every value.
+    assert event.features == {"income": "7", "email": "****", "tag": ["a", "b"]}
+
+
+def test_a_form_post_and_a_json_array_body(client: APIClient) -> None:
+    response = client.post("/plain/", {"amount": "3", "tag": ["x", "y"]})  # multipart form
+    event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
+    assert event.features == {"amount": "3", "tag": ["x", "y"]}
+    response = client.post("/plain/", [1, 2, 3], format="json")
+    event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
+    assert event.features == {"data": [1, 2, 3]}
 
 
 def test_features_callable_and_non_mapping_output(client: APIClient) -> None:
