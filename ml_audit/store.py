@@ -50,6 +50,7 @@ __all__ = [
     "WriteOutcome",
     "WriteResult",
     "allow_purge",
+    "append_explanation",
     "clear_caches",
     "event_to_record",
     "resolve_alias",
@@ -558,6 +559,14 @@ def write_explanation(
     written. Concurrent attachments are serialised by the unique (prediction, revision)
     constraint and retried.
     """
+    return append_explanation(prediction, record, using=using)[0]
+
+
+def append_explanation(
+    prediction: PredictionEvent, record: ExplanationRecord, *, using: str | None = None
+) -> tuple[Explanation, bool]:
+    """:func:`write_explanation`, also saying whether a revision was written (``True``) or the
+    identical current one returned (``False``)."""
     alias = resolve_alias(using)
     for attempt in range(_EXPLANATION_ATTEMPTS):
         try:
@@ -569,7 +578,7 @@ def write_explanation(
                     .first()
                 )
                 if current is not None and _explanation_identity(current) == record.identity():
-                    return current
+                    return current, False
                 revision = current.revision + 1 if current is not None else 1
                 explanation_id = uuid7()
                 created_at = dt.datetime.now(dt.UTC)
@@ -594,7 +603,7 @@ def write_explanation(
                     ),
                 )
                 explanation.save(using=alias)
-                return explanation
+                return explanation, True
         except IntegrityError:
             if attempt == _EXPLANATION_ATTEMPTS - 1:
                 raise

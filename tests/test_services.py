@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from typing import Any
 
 import pytest
 from django.core.exceptions import ObjectDoesNotExist
@@ -271,13 +272,16 @@ def test_prediction_id_that_looks_like_a_uuid_wins_over_a_primary_key() -> None:
     assert attach_explanation(own_uuid_id, "shap", {}).prediction_id == other.pk
 
 
-def test_identical_reattach_is_a_no_op_and_history_is_kept() -> None:
+def test_identical_reattach_is_a_no_op_and_history_is_kept(exporter: Any) -> None:
     event = seed_call()
     generated = dt.datetime(2024, 2, 2, 2, 2, tzinfo=dt.UTC)
     first = attach_explanation(event, "shap", {"age": 0.5}, "why", generated_at=generated)
     same = attach_explanation(event, "shap", {"age": 0.5}, "why")
     assert same.pk == first.pk
     assert Explanation.objects.count() == 1
+    # Only the attach that wrote a revision is traced.
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("ml_audit.explanation shap") == 1
     assert first.generated_at == generated
     newer = attach_explanation(event, "shap", {"age": 0.6}, "why", method_version="0.45")
     assert newer.revision == 2

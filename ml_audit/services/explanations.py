@@ -93,7 +93,9 @@ def attach_explanation(
     if "explanation" in audit_settings.REDACT_PAYLOADS:
         record = record.redact(audit_settings.redaction_policy)
     event = resolve_prediction(prediction, using=using)
-    explanation = store.write_explanation(event, record, using=using or event._state.db)
+    explanation, written = store.append_explanation(event, record, using=using or event._state.db)
+    if not written:
+        return explanation  # the identical current revision: nothing happened to trace
     emit_explanation_span(
         prediction_id=event.prediction_id,
         trace_id=event.trace_id,
