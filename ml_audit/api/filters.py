@@ -18,6 +18,7 @@ correlation id.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from typing import Any
@@ -30,7 +31,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.records import split_trace_reference
 
-__all__ = ["ModelVersionFilterSet", "PredictionEventFilterSet"]
+__all__ = ["ModelVersionFilterSet", "PredictionEventFilterSet", "names_no_filter"]
 
 _SPACE_FOR_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
 
@@ -148,7 +149,55 @@ class TraceReferenceFilter(django_filters.Filter):  # type: ignore[misc]
         return qs.filter(correlation_id=correlation_id)
 
 
-class PredictionEventFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+class _CachedFormFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """A FilterSet whose form class is built once per class rather than on every request.
+
+    django-filter builds a new form class from the filters of each FilterSet instance. Every
+    filter here is declared on the class, and none takes its choices or its queryset from the
+    request, so the form class is the same every time; Django deep-copies a form's fields for
+    each form instance, so sharing the class shares nothing mutable.
+    """
+
+    _form_classes: dict[type[Any], type[forms.Form]] = {}
+
+    def get_form_class(self) -> type[forms.Form]:
+        cls = type(self)
+        form_class = _CachedFormFilterSet._form_classes.get(cls)
+        if form_class is None:
+            form_class = super().get_form_class()
+            _CachedFormFilterSet._form_classes[cls] = form_class
+        return form_class
+
+
+def names_no_filter(filterset_class: type[Any], query: Any) -> bool:
+    """Whether the query parameters ``query`` name none of ``filterset_class``'s filters (so
+    that the FilterSet would leave the queryset unchanged).
+
+    Only for FilterSets whose filters each read the one parameter of their own name: a filter
+    with a multi-part widget (``RangeFilter``'s ``_min``/``_max``) makes this ``False``.
+    """
+    names = _single_parameter_names(filterset_class)
+    return names is not None and not any(name in query for name in names)
+
+
+_parameter_names: dict[type[Any], frozenset[str] | None] = {}
+
+
+def _single_parameter_names(filterset_class: type[Any]) -> frozenset[str] | None:
+    if filterset_class not in _parameter_names:
+        # Fields of throw-away copies: a filter caches its field, and the class's filters are
+        # deep-copied for every FilterSet instance.
+        single = all(
+            not isinstance(copy.deepcopy(f).field.widget, forms.MultiWidget)
+            for f in filterset_class.base_filters.values()
+        )
+        _parameter_names[filterset_class] = (
+            frozenset(filterset_class.base_filters) if single else None
+        )
+    return _parameter_names[filterset_class]
+
+
+class PredictionEventFilterSet(_CachedFormFilterSet):
     """The filters of ``GET predictions/``; every one is an exact match unless noted."""
 
     model_name = django_filters.CharFilter(field_name="model__name")
@@ -176,7 +225,7 @@ class PredictionEventFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         fields: list[str] = []
 
 
-class ModelVersionFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+class ModelVersionFilterSet(_CachedFormFilterSet):
     """The filters of ``GET models/``: ``name``, ``version``, ``framework`` (exact)."""
 
     name = django_filters.CharFilter(field_name="name")

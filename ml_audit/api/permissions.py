@@ -29,6 +29,7 @@ __all__ = [
     "REQUEST_CONTEXT_PERMISSION",
     "CanViewPredictions",
     "can_view_request_context",
+    "checks_objects",
     "configured_permission_classes",
 ]
 
@@ -47,6 +48,19 @@ class CanViewPredictions(BasePermission):
             and request.method in ("GET", "HEAD", "OPTIONS")
             and user.has_perm(READ_PERMISSION)
         )
+
+
+def checks_objects(permission_objects: list[Any]) -> bool:
+    """Whether any of these permission objects may refuse a single object, i.e. defines its
+    own ``has_object_permission`` (composed permissions count as doing so).
+
+    :class:`CanViewPredictions`, like DRF's ``BasePermission``, allows every object it was
+    asked about; a view may then skip building the model instance DRF would hand it.
+    """
+    return any(
+        type(permission).has_object_permission is not BasePermission.has_object_permission
+        for permission in permission_objects
+    )
 
 
 def can_view_request_context(request: Request) -> bool:
