@@ -51,7 +51,7 @@ from typing import Any
 from django.utils.ipv6 import clean_ipv6_address
 
 from ml_audit.exceptions import InvalidRecord
-from ml_audit.redaction import RedactionPolicy, redact
+from ml_audit.redaction import RedactionPolicy, redact, redact_flat
 
 __all__ = [
     "ACTOR_TYPES",
@@ -106,12 +106,21 @@ IDENTITY_FIELDS = (
 )
 
 _EXACT_FLOAT_INT = 2**53
+#: The same bound as a float (2**53 is one exactly), for comparisons with floats: cheaper.
+_EXACT_FLOAT = float(_EXACT_FLOAT_INT)
 _W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 # --------------------------------------------------------------------------------------------
 # Identifiers
+
+
+_MS_MASK = (1 << 48) - 1
+_RAND_B_MASK = (1 << 62) - 1
+_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
+_UUID_SAFETY = uuid.SafeUUID.unknown
+_set_attribute = object.__setattr__
 
 
 class _UUID7Generator:
@@ -145,22 +154,32 @@ class _UUID7Generator:
             if ms > self._last_ms:
                 self._last_ms = ms
                 # Start low in the counter space so a burst in one millisecond has room.
-                self._counter = self._random(2) & 0x1FF
+                counter = self._random(2) & 0x1FF
             else:
-                self._counter += 1
-                if self._counter > 0xFFF:
+                counter = self._counter + 1
+                if counter > 0xFFF:
                     # Counter exhausted: borrow the next millisecond rather than lose ordering.
                     self._last_ms += 1
-                    self._counter = 0
+                    counter = 0
                 ms = self._last_ms
-            counter = self._counter
-            rand_b = self._random(8) & ((1 << 62) - 1)
-        value = (ms & ((1 << 48) - 1)) << 80
-        value |= 0x7 << 76
-        value |= counter << 64
-        value |= 0b10 << 62
-        value |= rand_b
-        return uuid.UUID(int=value)
+            self._counter = counter
+            # self._random(8), inline (once per id)
+            start = self._offset
+            end = start + 8
+            pool = self._pool
+            if end > len(pool):
+                pool = self._pool = os.urandom(self._POOL)
+                start, end = 0, 8
+            self._offset = end
+            rand_b = int.from_bytes(pool[start:end], "big") & _RAND_B_MASK
+        # uuid.UUID(int=...) without its argument checks (the value is in range): the same
+        # object (same int and is_safe; equal, same hash, same pickle), in half the time.
+        result = object.__new__(uuid.UUID)
+        _set_attribute(
+            result, "int", (ms & _MS_MASK) << 80 | _VERSION_AND_VARIANT | counter << 64 | rand_b
+        )
+        _set_attribute(result, "is_safe", _UUID_SAFETY)
+        return result
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -263,7 +282,7 @@ def to_json(value: Any, path: str = "value") -> Any:
 def _float(value: float) -> float | int | str:
     if not math.isfinite(value):
         return _non_finite(value)
-    if abs(value) >= _EXACT_FLOAT_INT and value.is_integer():
+    if abs(value) >= _EXACT_FLOAT and value.is_integer():
         # PostgreSQL's jsonb returns such numbers as their exact integer digits; store that
         # integer (it is the float's exact value) so stored data and hashes round-trip.
         return int(value)
@@ -281,7 +300,7 @@ def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
             if "\x00" in item or not item.isascii():
                 return None
         elif kind is float:
-            if not (-_EXACT_FLOAT_INT < item < _EXACT_FLOAT_INT):  # also false for NaN
+            if not (-_EXACT_FLOAT < item < _EXACT_FLOAT):  # also false for NaN
                 return None
         elif not (kind is int or kind is bool or item is None):
             return None
@@ -482,26 +501,60 @@ def _outcome_fields(
     error_type: Any,
     error_message: Any,
 ) -> dict[str, Any]:
-    """The validated outcome of a prediction (shared by ``create`` and ``with_outcome``)."""
+    """The validated outcome of a prediction (shared by ``create`` and ``with_outcome``).
+
+    Keys in field order; values checked in the order status, output, confidence,
+    decision_outcome, error_type, error_message (the first invalid one is reported).
+    """
     if status not in PREDICTION_STATUSES:
         raise InvalidRecord(
             "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
         )
+    checked_output = _flat_dict(output) if type(output) is dict else None
+    if checked_output is None:
+        checked_output = to_json(output, "output")
+    if confidence is not None and not (type(confidence) is float and 0.0 <= confidence <= 1.0):
+        # The common case (a float in [0, 1]) is already what _check_unit_float returns.
+        confidence = _check_unit_float("confidence", confidence, upper=1.0)
+    # None and "" both become "" (what _check_text returns for ""), as do other falsy values
+    # of error_type and error_message, which were always read as "no error".
+    if decision_outcome is None or (type(decision_outcome) is str and not decision_outcome):
+        decision_outcome = ""
+    else:
+        decision_outcome = _check_text(
+            "decision_outcome", decision_outcome, MAX_DECISION_OUTCOME, allow_empty=True
+        )
+    error_type = (
+        _check_text("error_type", error_type, MAX_ERROR_TYPE, allow_empty=True)
+        if error_type
+        else ""
+    )
+    error_message = (
+        _check_text(
+            "error_message", error_message, MAX_ERROR_MESSAGE, allow_empty=True, strip=False
+        )
+        if error_message
+        else ""
+    )
     return {
-        "output": to_json(output, "output"),
-        "confidence": _check_unit_float("confidence", confidence, upper=1.0),
-        "decision_outcome": _check_text(
-            "decision_outcome",
-            "" if decision_outcome is None else decision_outcome,
-            MAX_DECISION_OUTCOME,
-            allow_empty=True,
-        ),
+        "output": checked_output,
+        "confidence": confidence,
+        "decision_outcome": decision_outcome,
         "status": status,
-        "error_type": _check_text("error_type", error_type or "", MAX_ERROR_TYPE, allow_empty=True),
-        "error_message": _check_text(
-            "error_message", error_message or "", MAX_ERROR_MESSAGE, allow_empty=True, strip=False
-        ),
+        "error_type": error_type,
+        "error_message": error_message,
     }
+
+
+#: What ``_outcome_fields`` returns for the defaults (no outcome yet).
+_NO_OUTCOME: Mapping[str, Any] = {
+    "output": None,
+    "confidence": None,
+    "decision_outcome": "",
+    "status": "success",
+    "error_type": "",
+    "error_message": "",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,22 +631,59 @@ class ActorPayload:
         return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
 
 
-_CACHED_FIELDS = ("input_fingerprint", "_features_json")
+#: Values cached on a record (``functools.cached_property``, in its ``__dict__``) and the
+#: field each one is derived from: a copy that changes that field drops it.
+_CACHED_FIELDS = {
+    "input_fingerprint": "features",
+    "_features_json": "features",
+    "_event_id_text": "event_id",
+}
 
 
 def _evolve(record: Any, **changes: Any) -> Any:
     """``dataclasses.replace`` without re-running ``__init__`` (a hot path: several per call).
 
-    Only for already-validated records; cached derived values are dropped.
+    Only for already-validated records; cached derived values of changed fields are dropped.
     """
+    return _replace(record, changes)
+
+
+def _replace(record: Any, changes: Mapping[str, Any]) -> Any:
+    """:func:`_evolve` with the changes as a mapping (no keyword packing)."""
     clone = object.__new__(type(record))
-    state = clone.__dict__
-    state.update(record.__dict__)
+    state = record.__dict__.copy()
     if len(state) > _FIELD_COUNT:  # some derived value was cached: it may no longer hold
-        for name in _CACHED_FIELDS:
-            state.pop(name, None)
+        for name, source in _CACHED_FIELDS.items():
+            if source in changes:
+                state.pop(name, None)
     state.update(changes)
+    _set_attribute(clone, "__dict__", state)
     return clone
+
+
+class PreparedFeatures:
+    """The features of a draft record, redacted ahead of time by ``policy`` (internal).
+
+    :func:`create_draft` builds it in the same walk that validates and normalises the features
+    (:func:`ml_audit.redaction.redact_flat`): ``value`` and ``paths`` are what
+    ``redact(features, policy)`` gives. The span helpers pass it to
+    :meth:`PredictionRecord._redact`, which uses it only if the policy is still the same object
+    and the record still holds the very features dict it was computed from.
+    """
+
+    __slots__ = ("features", "paths", "policy", "value")
+
+    def __init__(
+        self,
+        policy: RedactionPolicy,
+        features: dict[str, Any],
+        value: dict[str, Any],
+        paths: tuple[str, ...],
+    ) -> None:
+        self.policy = policy
+        self.features = features
+        self.value = value
+        self.paths = paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -659,36 +749,32 @@ class PredictionRecord:
 
         Raises :class:`~ml_audit.exceptions.InvalidRecord` naming the first invalid field.
         """
-        if not isinstance(features, Mapping):
-            raise InvalidRecord(
-                "features", f"must be a mapping (dict), not {type(features).__name__}"
-            )
-        event_id = event_id or uuid7()
-        if prediction_id is None:
-            prediction_id = str(event_id)
-        w3c_trace_id, correlation_id = split_trace_reference(trace_id)
-        env = default_environment if environment is None else environment
-        return cls(
+        record, _ = create_draft(
+            cls,
+            None,
+            model_name=model_name,
+            model_version=model_version,
+            features=features,
+            output=output,
+            decision_outcome=decision_outcome,
+            confidence=confidence,
+            actor=actor,
+            environment=environment,
+            trace_id=trace_id,
+            latency_ms=latency_ms,
+            status=status,
+            error_type=error_type,
+            error_message=error_message,
+            metadata=metadata,
+            prediction_id=prediction_id,
+            timestamp=timestamp,
+            span_id=span_id,
+            parent_span_id=parent_span_id,
+            default_environment=default_environment,
+            naive_datetime_policy=naive_datetime_policy,
             event_id=event_id,
-            prediction_id=_check_text("prediction_id", prediction_id, MAX_PREDICTION_ID),
-            timestamp=_check_timestamp(timestamp, naive_datetime_policy),
-            model_name=_check_text("model_name", model_name, MAX_MODEL_NAME),
-            model_version=_check_identifier(
-                "model_version", model_version, MAX_MODEL_VERSION, optional=False
-            ),
-            environment=_check_text("environment", env, MAX_ENVIRONMENT, allow_empty=True),
-            actor=ActorPayload.coerce(actor),
-            features=_check_mapping("features", features, optional=False),
-            **_outcome_fields(
-                output, confidence, decision_outcome, status, error_type, error_message
-            ),
-            latency_ms=_check_unit_float("latency_ms", latency_ms, upper=None),
-            metadata=_check_mapping("metadata", metadata, optional=True),
-            trace_id=w3c_trace_id,
-            span_id=_check_hex("span_id", span_id, _SPAN_ID),
-            parent_span_id=_check_hex("parent_span_id", parent_span_id, _SPAN_ID),
-            correlation_id=correlation_id,
         )
+        return record
 
     def with_outcome(
         self,
@@ -708,14 +794,12 @@ class PredictionRecord:
         """
         if self.redaction is not None:
             raise ValueError("record is already redacted; set the outcome before redacting")
-        extra = _check_mapping("metadata", metadata, optional=True)
-        return _evolve(  # type: ignore[no-any-return]
-            self,
-            **_outcome_fields(
-                output, confidence, decision_outcome, status, error_type, error_message
-            ),
-            metadata={**self.metadata, **extra},
+        extra = None if metadata is None else _check_mapping("metadata", metadata, optional=True)
+        changes = _outcome_fields(
+            output, confidence, decision_outcome, status, error_type, error_message
         )
+        changes["metadata"] = {**self.metadata} if extra is None else {**self.metadata, **extra}
+        return _replace(self, changes)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- redaction
 
@@ -731,44 +815,66 @@ class PredictionRecord:
         often quote the offending input). Redacting twice is an error: a redacted record's
         paths would otherwise be lost.
         """
+        return self._redact(policy, payloads, None)
+
+    def _redact(
+        self,
+        policy: RedactionPolicy,
+        payloads: frozenset[str],
+        prepared: PreparedFeatures | None,
+    ) -> PredictionRecord:
+        """:meth:`redact`, reusing the features' redaction from ``prepared`` when it applies."""
         if self.redaction is not None:
             raise ValueError("record is already redacted")
         paths: dict[str, list[str]] = {}
-
-        def apply(name: str, value: Any) -> Any:
-            result = redact(value, policy)
+        if (
+            prepared is not None
+            and prepared.policy is policy
+            and prepared.features is self.features
+        ):
+            changes: dict[str, Any] = {"features": prepared.value}
+            if prepared.paths:
+                paths["features"] = list(prepared.paths)
+        else:
+            result = redact(self.features, policy)
+            changes = {"features": result.value}
             if result.paths:
-                paths[name] = list(result.paths)
-            return result.value
-
-        features = apply("features", self.features)
-        output = apply("output", self.output) if "output" in payloads else self.output
-        metadata = apply("metadata", self.metadata) if "metadata" in payloads else self.metadata
+                paths["features"] = list(result.paths)
+        if "output" in payloads:
+            result = redact(self.output, policy)
+            if result.paths:
+                paths["output"] = list(result.paths)
+            changes["output"] = result.value
+        if "metadata" in payloads:
+            result = redact(self.metadata, policy)
+            if result.paths:
+                paths["metadata"] = list(result.paths)
+            changes["metadata"] = result.value
         actor = self.actor
         if actor is not None and actor.auth_context and "auth_context" in payloads:
-            actor = dataclasses.replace(
-                actor, auth_context=apply("auth_context", actor.auth_context)
-            )
-        error_message = self.error_message
-        if error_message:
-            error_message = apply("error_message", error_message)
-            if not isinstance(error_message, str):  # drop mode removes the whole value
-                error_message = ""
-        return _evolve(  # type: ignore[no-any-return]
-            self,
-            features=features,
-            output=output,
-            metadata=metadata,
-            actor=actor,
-            error_message=error_message,
-            redaction={"policy": policy.version, "paths": paths},
-        )
+            result = redact(actor.auth_context, policy)
+            if result.paths:
+                paths["auth_context"] = list(result.paths)
+            changes["actor"] = dataclasses.replace(actor, auth_context=result.value)
+        if self.error_message:
+            result = redact(self.error_message, policy)
+            if result.paths:
+                paths["error_message"] = list(result.paths)
+            # drop mode removes the whole value
+            changes["error_message"] = result.value if isinstance(result.value, str) else ""
+        changes["redaction"] = {"policy": policy.version, "paths": paths}
+        return _replace(self, changes)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- derived values
 
     @property
     def tenant_id(self) -> str:
         return (self.actor.tenant_id or "") if self.actor else ""
+
+    @functools.cached_property
+    def _event_id_text(self) -> str:
+        """``str(self.event_id)`` (span attributes; set by ``create_draft``, which has it)."""
+        return str(self.event_id)
 
     @functools.cached_property
     def _features_json(self) -> str:
@@ -887,6 +993,128 @@ class PredictionRecord:
 
 
 _FIELD_COUNT = len(dataclasses.fields(PredictionRecord))
+
+
+def create_draft(
+    cls: type[PredictionRecord],
+    policy: RedactionPolicy | None,
+    *,
+    model_name: Any,
+    model_version: Any,
+    features: Any,
+    output: Any = None,
+    decision_outcome: Any = None,
+    confidence: Any = None,
+    actor: ActorPayload | Mapping[str, Any] | None = None,
+    environment: Any = None,
+    trace_id: Any = None,
+    latency_ms: Any = None,
+    status: Any = "success",
+    error_type: Any = None,
+    error_message: Any = None,
+    metadata: Any = None,
+    prediction_id: Any = None,
+    timestamp: Any = None,
+    span_id: str = "",
+    parent_span_id: str = "",
+    default_environment: str = "",
+    naive_datetime_policy: str = "reject",
+    event_id: uuid.UUID | None = None,
+) -> tuple[PredictionRecord, PreparedFeatures | None]:
+    """:meth:`PredictionRecord.create`, and the features redacted by ``policy`` ahead of time.
+
+    With a ``policy`` and flat features (see :func:`ml_audit.redaction.redact_flat`) the
+    features are validated, normalised and redacted in one walk, and the redaction is returned
+    for :meth:`PredictionRecord._redact`; otherwise the second item is None. The record is the
+    one ``create`` returns, and the same arguments raise the same ``InvalidRecord``. Fields
+    are checked in the order of the dataclass (outcome: status first), the first invalid one
+    is reported.
+    """
+    if type(features) is not dict and not isinstance(features, Mapping):
+        raise InvalidRecord("features", f"must be a mapping (dict), not {type(features).__name__}")
+    event_id = event_id or uuid7()
+    event_text = None
+    if prediction_id is None:
+        prediction_id = str(event_id)
+        if type(event_id) is uuid.UUID:  # canonical text: _check_text would return it as it is
+            event_text = prediction_id
+    # Below, each "x if <default> else _check_...(x)" is what the check returns for the default.
+    if trace_id is None:
+        w3c_trace_id = correlation_id = ""
+    else:
+        w3c_trace_id, correlation_id = split_trace_reference(trace_id)
+    env = default_environment if environment is None else environment
+    state: dict[str, Any] = {
+        "event_id": event_id,
+        "prediction_id": (
+            prediction_id
+            if event_text is not None
+            else _check_text("prediction_id", prediction_id, MAX_PREDICTION_ID)
+        ),
+        "timestamp": (
+            dt.datetime.now(dt.UTC)
+            if timestamp is None
+            else _check_timestamp(timestamp, naive_datetime_policy)
+        ),
+        "model_name": _check_text("model_name", model_name, MAX_MODEL_NAME),
+        "model_version": (
+            _check_text("model_version", model_version, MAX_MODEL_VERSION)
+            if type(model_version) is str
+            else _check_identifier(
+                "model_version", model_version, MAX_MODEL_VERSION, optional=False
+            )
+        ),
+        "environment": (
+            ""
+            if type(env) is str and not env
+            else _check_text("environment", env, MAX_ENVIRONMENT, allow_empty=True)
+        ),
+        "actor": actor if type(actor) is ActorPayload else ActorPayload.coerce(actor),
+    }
+    prepared = None
+    fused = redact_flat(features, policy) if policy is not None else None
+    if fused is not None:
+        state["features"] = fused[0]
+        prepared = PreparedFeatures(policy, *fused)  # type: ignore[arg-type]
+    else:
+        state["features"] = _check_mapping("features", features, optional=False)
+    if (
+        output is None
+        and confidence is None
+        and decision_outcome is None
+        and type(status) is str
+        and status == "success"
+        and error_type is None
+        and error_message is None
+    ):
+        state.update(_NO_OUTCOME)
+    else:
+        state.update(
+            _outcome_fields(output, confidence, decision_outcome, status, error_type, error_message)
+        )
+    state["latency_ms"] = (
+        None if latency_ms is None else _check_unit_float("latency_ms", latency_ms, upper=None)
+    )
+    state["metadata"] = (
+        {} if metadata is None else _check_mapping("metadata", metadata, optional=True)
+    )
+    state["trace_id"] = w3c_trace_id
+    state["span_id"] = _check_hex("span_id", span_id, _SPAN_ID) if span_id else span_id
+    state["parent_span_id"] = (
+        _check_hex("parent_span_id", parent_span_id, _SPAN_ID) if parent_span_id else parent_span_id
+    )
+    state["correlation_id"] = correlation_id
+    state["redaction"] = None
+    if cls is PredictionRecord:
+        # The dataclass __init__ would only set the (already validated) fields one by one.
+        record = object.__new__(cls)
+        _set_attribute(record, "__dict__", state)
+    else:  # a subclass may have an __init__ or __post_init__ of its own
+        record = cls(**state)
+    if event_text is not None:
+        record.__dict__["_event_id_text"] = event_text  # the cached_property, already known
+    return record, prepared
+
 
 EXPLANATION_STATUSES = ("success", "failed", "pending")
 MAX_EXPLANATION_METHOD = 64

@@ -90,6 +90,7 @@ __all__ = [
     "RedactionResult",
     "is_sensitive_key",
     "redact",
+    "redact_flat",
     "tokenize_key",
 ]
 
@@ -600,6 +601,8 @@ _DROP: Final = object()  # sentinel: remove this element from its container
 _DENY: Final = 1
 _ALLOW: Final = 2
 _SENSITIVE: Final = 3
+#: Root-level action of :func:`redact_flat`: the key is denied or sensitive, replace its value.
+_REPLACE: Final = 4
 
 
 class _Plan:
@@ -622,6 +625,7 @@ class _Plan:
         "mode",
         "payment_card",
         "phone",
+        "root_actions",
         "scanning",
         "us_ssn",
     )
@@ -650,6 +654,11 @@ class _Plan:
         # Bounded by clearing: keys may be unbounded (ids used as keys) and a plain dict lookup
         # is several times cheaper than an lru_cache call on this hot path.
         self.key_cache: dict[str, tuple[int, tuple[str, ...], tuple[str, ...]]] = {}
+        #: key -> what happens to a scalar under that key at the payload root (0: scan it,
+        #: _ALLOW: keep it, _REPLACE: replace it), for :func:`redact_flat`. A pure function of
+        #: the key and this plan, so it lives (and dies) with the policy: a new policy (e.g.
+        #: after ``override_settings``) starts with an empty cache.
+        self.root_actions: dict[str, int] = {}
 
     def key_info(self, key: str) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
         info = self.key_cache.get(key)
@@ -669,6 +678,23 @@ class _Plan:
                 self.key_cache.clear()
             self.key_cache[key] = info
         return info
+
+    def root_action(self, key: str) -> int:
+        """What :meth:`_Walker.mapping` does with a scalar under ``key`` at the payload root."""
+        action, deny_norm, allow_norm = self.key_info(key)
+        if self.deny_trie is not None:
+            child = self.deny_trie.children.get(deny_norm)
+            if child is not None and child.terminal:
+                action = _DENY
+        if self.allow_trie is not None:
+            child = self.allow_trie.children.get(allow_norm)
+            if child is not None and child.terminal and action != _DENY:
+                action = _ALLOW
+        result = _REPLACE if action in (_DENY, _SENSITIVE) else action
+        if len(self.root_actions) >= _KEY_CACHE_LIMIT:
+            self.root_actions.clear()
+        self.root_actions[key] = result
+        return result
 
     def pseudonym(self, canonical: str) -> str:
         assert self.hash_key is not None  # guaranteed by RedactionPolicy validation
@@ -1089,3 +1115,89 @@ def redact(payload: Any, policy: RedactionPolicy) -> RedactionResult:
         value = None
     paths = tuple(sorted({_render_path(p) for p in walker.hits}))
     return RedactionResult(value=value, paths=paths)
+
+
+#: Floats of this magnitude or more are not in normal form (see ``ml_audit.records``). A float
+#: (2**53 is one exactly): comparing a float with a float is cheaper than with an int.
+_EXACT_FLOAT_INT: Final = float(2**53)
+
+
+def redact_flat(
+    payload: Any, policy: RedactionPolicy
+) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]] | None:
+    """JSON-normalise and redact a flat payload in one walk; None when it is not one.
+
+    A flat payload is a ``dict`` whose keys are ``str`` (not a subclass), ASCII and free of
+    U+0000, and whose values are ``None``, ``bool``, ``int``, ``float`` strictly between
+    ``-2**53`` and ``2**53`` (so finite), or ``str`` that is ASCII and free of U+0000: exactly
+    the dicts that ``ml_audit.records.to_json`` copies unchanged (its flat fast path). For one,
+    the result is ``(copy, value, paths)``: ``copy == to_json(payload)`` and
+    ``RedactionResult(value, paths) == redact(copy, policy)`` (tested, including by a property
+    test). For anything else the caller takes the general path (``to_json`` then
+    :func:`redact`), which also raises the errors; this function never raises for a payload
+    it declines.
+
+    Model features are usually such a dict and this runs on the request thread, so the walk
+    does as little as it can per key: the decision for a key comes from
+    ``_Plan.root_actions`` (one dict lookup once the key was seen), a float under an ordinary
+    key is checked in one step, and only the keys to redact and the strings long enough for a
+    detector are visited again.
+    """
+    if type(payload) is not dict:
+        return None
+    plan = policy._plan
+    get = plan.root_actions.get
+    scanning = plan.scanning
+    copy: dict[str, Any] = payload.copy()
+    todo: list[tuple[str, int]] = []  # keys to replace (_REPLACE) or to scan (0)
+    low, high = -_EXACT_FLOAT_INT, _EXACT_FLOAT_INT
+    for key, item in copy.items():
+        kind = type(item)
+        # The usual feature: a float (finite, below 2**53) under an ordinary key seen before.
+        if kind is float and low < item < high and get(key) == 0 and type(key) is str:
+            continue
+        if type(key) is not str:
+            return None
+        action = get(key)
+        if action is None:
+            if "\x00" in key or not key.isascii():
+                return None
+            action = plan.root_action(key)
+        if kind is str:
+            if "\x00" in item or not item.isascii():
+                return None
+            if action == 0 and (not scanning or len(item) < _MIN_HIT_LEN):
+                continue
+        elif kind is float:
+            if not (low < item < high):  # also false for NaN
+                return None
+            if action == 0:
+                continue
+        elif kind is int or kind is bool or item is None:
+            if action == 0:
+                continue
+        else:
+            return None
+        if action != _ALLOW:  # an allowed key keeps its value, unscanned
+            todo.append((key, action))
+    value = copy.copy()
+    if not todo:
+        return copy, value, ()
+    walker = _Walker(plan)
+    hits = walker.hits
+    for key, action in todo:
+        item = copy[key]
+        if action == _REPLACE:  # a denied or sensitive key
+            hits.append((key,))
+            new = plan.replacement(item)
+        else:  # a string to scan
+            new = walker.scan(item, (key,))
+            if new is item:  # no detector hit
+                continue
+        if new is _DROP:
+            del value[key]
+        else:
+            value[key] = new  # in place: keys keep the order the walker would give them
+    if len(hits) == 1:  # the usual case: one key redacted
+        return copy, value, (_render_path(hits[0]),)
+    return copy, value, tuple(sorted({_render_path(p) for p in hits}))

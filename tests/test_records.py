@@ -25,7 +25,7 @@ from ml_audit.records import (
     to_json,
     uuid7,
 )
-from ml_audit.redaction import RedactionPolicy
+from ml_audit.redaction import RedactionPolicy, redact
 
 
 class Colour(enum.Enum):
@@ -455,3 +455,164 @@ def test_evolve_drops_cached_derived_values_and_refuses_unknown_fields() -> None
     assert record.evolve(latency_ms=3.0).input_fingerprint == before
     with pytest.raises(TypeError, match="nonsense"):
         record.evolve(nonsense=1)
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def test_uuid7_builds_the_same_object_as_the_uuid_constructor() -> None:
+    import pickle
+
+    value = uuid7()
+    rebuilt = uuid.UUID(int=value.int)
+    assert value == rebuilt
+    assert hash(value) == hash(rebuilt)
+    assert value.is_safe == rebuilt.is_safe
+    assert str(value) == str(rebuilt)
+    assert pickle.loads(pickle.dumps(value)) == rebuilt
+    assert type(value) is uuid.UUID
+
+
+_draft_features = st.dictionaries(
+    st.sampled_from(["age", "income", "email", "phone", "notes", "é", "has_email", "n"]),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.sampled_from(["DE", "jane@example.com", "call 555-123-4567", "x\x00y"]),
+        st.lists(st.integers(), max_size=2),
+    ),
+    max_size=8,
+)
+
+
+@given(features=_draft_features, policy_index=st.integers(min_value=0, max_value=2))
+def test_create_draft_gives_the_record_and_redaction_of_the_general_path(
+    features: dict[str, object], policy_index: int
+) -> None:
+    from ml_audit.records import create_draft
+
+    policy = [
+        RedactionPolicy(),
+        RedactionPolicy(mode="drop"),
+        RedactionPolicy(denylist=frozenset(["income"]), allowlist=frozenset(["notes"])),
+    ][policy_index]
+    event_id = uuid7()
+    when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    kwargs: dict[str, object] = {
+        "model_name": "m",
+        "model_version": 3,
+        "features": features,
+        "actor": {"actor_type": "user", "actor_id": 7},
+        "event_id": event_id,
+        "timestamp": when,
+    }
+    message = None
+    try:
+        expected = PredictionRecord.create(**kwargs)  # type: ignore[arg-type]
+    except InvalidRecord as error:
+        message = str(error)
+    if message is not None:
+        with pytest.raises(InvalidRecord) as info:
+            create_draft(PredictionRecord, policy, **kwargs)  # type: ignore[arg-type]
+        assert str(info.value) == message
+        return
+    draft, prepared = create_draft(PredictionRecord, policy, **kwargs)  # type: ignore[arg-type]
+    assert draft == expected
+    fields = {k: v for k, v in vars(draft).items() if not k.startswith("_")}
+    assert fields == {k: v for k, v in vars(expected).items() if not k.startswith("_")}
+    assert list(fields) == [f.name for f in dataclasses.fields(PredictionRecord)]
+    payloads = frozenset({"features"})
+    if prepared is not None:
+        assert prepared.features is draft.features
+        redacted = redact(draft.features, policy)
+        assert (prepared.value, prepared.paths) == (redacted.value, redacted.paths)
+    fast = draft._redact(policy, payloads, prepared)
+    general = expected.redact(policy, payloads)
+    assert fast == general
+    assert fast.content_hash() == general.content_hash()
+
+
+def test_prepared_redaction_is_ignored_for_another_policy_or_other_features() -> None:
+    from ml_audit.records import create_draft
+
+    draft, prepared = create_draft(
+        PredictionRecord,
+        RedactionPolicy(),
+        model_name="m",
+        model_version="1",
+        features={"customer_code": "AB-1234567", "age": 3},
+    )
+    assert prepared is not None
+    payloads = frozenset({"features"})
+    stricter = RedactionPolicy(denylist=frozenset(["customer_code"]))
+    # Another policy object (a settings change): the prepared result is not used.
+    assert draft._redact(stricter, payloads, prepared).features == {
+        "customer_code": "****",
+        "age": 3,
+    }
+    # The same policy but other features (a copy that replaced them): not used either.
+    changed = draft.evolve(features={"customer_code": "jane@example.com"})
+    policy = prepared.policy
+    assert changed._redact(policy, payloads, prepared).features == {"customer_code": "****"}
+    assert draft._redact(policy, payloads, prepared) == draft.redact(policy, payloads)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"features": [1, 2]}, "features"),
+        ({"model_name": ""}, "model_name"),
+        ({"model_version": None}, "model_version"),
+        ({"model_version": "v" * 101}, "model_version"),
+        ({"prediction_id": ""}, "prediction_id"),
+        ({"trace_id": 5, "prediction_id": ""}, "trace_id"),
+        ({"metadata": "not a dict"}, "metadata"),
+        ({"features": {"a": "x\x00"}, "metadata": "not a dict"}, "features.a"),
+        ({"status": "weird", "output": object()}, "status"),
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"span_id": "XYZ"}, "span_id"),
+        ({"parent_span_id": "abc"}, "parent_span_id"),
+    ],
+)
+def test_create_draft_raises_what_create_raises(overrides: dict[str, object], field: str) -> None:
+    from ml_audit.records import create_draft
+
+    kwargs: dict[str, object] = {"model_name": "m", "model_version": "1", "features": {"a": 1}}
+    kwargs.update(overrides)
+    with pytest.raises(InvalidRecord) as expected:
+        PredictionRecord.create(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRecord) as info:
+        create_draft(PredictionRecord, RedactionPolicy(), **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == expected.value.field == field
+    assert str(info.value) == str(expected.value)
+
+
+def test_with_outcome_fast_paths_validate_like_the_checks() -> None:
+    record = make()
+    done = record.with_outcome(output={"s": 0.5}, confidence=0.5, decision_outcome="ok")
+    assert (done.output, done.confidence, done.decision_outcome) == ({"s": 0.5}, 0.5, "ok")
+    assert (done.error_type, done.error_message, done.metadata) == ("", "", {})
+    assert done.metadata is not record.metadata
+    with pytest.raises(InvalidRecord, match="confidence"):
+        record.with_outcome(confidence=1.5)
+    with pytest.raises(InvalidRecord, match="confidence"):
+        record.with_outcome(confidence=float("nan"))
+    with pytest.raises(InvalidRecord, match="decision_outcome"):
+        record.with_outcome(decision_outcome=3)
+    assert record.with_outcome(decision_outcome="  x ").decision_outcome == "x"
+    assert record.with_outcome(error_type=" E ", error_message=" m ").error_message == " m "
+
+
+def test_copies_keep_cached_values_of_unchanged_fields_only() -> None:
+    record = make(features={"a": 1}).redact(RedactionPolicy(), frozenset())
+    fingerprint = record.input_fingerprint
+    text = record._event_id_text
+    later = record.evolve(latency_ms=2.0)
+    assert vars(later)["input_fingerprint"] == fingerprint
+    assert vars(later)["_event_id_text"] == text == str(record.event_id)
+    other = record.evolve(event_id=uuid7())
+    assert "_event_id_text" not in vars(other)
+    assert other._event_id_text == str(other.event_id)
+    assert "input_fingerprint" not in vars(record.evolve(features={"a": 2}))

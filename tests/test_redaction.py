@@ -24,6 +24,7 @@ from ml_audit.redaction import (
     RedactionResult,
     is_sensitive_key,
     redact,
+    redact_flat,
     tokenize_key,
 )
 
@@ -989,3 +990,114 @@ def test_property_harmless_payloads_are_unchanged(doc: Any) -> None:
 
 def test_harmless_vocabulary_is_harmless() -> None:
     assert not any(is_sensitive_key(k) for k in HARMLESS_VOCABULARY)
+
+
+# ----------------------------------------------------------------------------- redact_flat
+
+FLAT_POLICIES = [
+    RedactionPolicy(),
+    RedactionPolicy(mode="drop"),
+    RedactionPolicy(mode="hash", hash_key=HASH_KEY),
+    RedactionPolicy(allowlist=frozenset(["email", "notes"]), denylist=frozenset(["score", "a.b"])),
+    RedactionPolicy(sensitive_keys=frozenset(["customer_ref"]), detectors=frozenset(["email"])),
+    RedactionPolicy(detectors=frozenset([])),
+]
+
+_flat_keys = st.one_of(
+    st.sampled_from(
+        ["age", "email", "phone_number", "has_phone", "notes", "score", "customer_ref", "Email2"]
+    ),
+    st.text(alphabet="abcXYZ_.-[] 09", max_size=8),
+)
+_flat_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([2.0**53, -(2.0**53), 2.0**53 - 1]),
+    st.sampled_from(
+        ["DE", "jane@example.com", "call 555-123-4567", "4111 1111 1111 1111", "fine text"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload=st.dictionaries(_flat_keys, _flat_values, max_size=12),
+    policy=st.sampled_from(FLAT_POLICIES),
+)
+def test_redact_flat_is_to_json_then_redact(
+    payload: dict[str, Any], policy: RedactionPolicy
+) -> None:
+    from ml_audit.records import to_json
+
+    def scalar(value: Any) -> bool:
+        if type(value) is float:
+            return -(2.0**53) < value < 2.0**53
+        if type(value) is str:
+            return value.isascii() and "\x00" not in value
+        return value is None or type(value) in (bool, int)
+
+    flat = all(
+        type(k) is str and k.isascii() and "\x00" not in k and scalar(v) for k, v in payload.items()
+    )
+    result = redact_flat(payload, policy)
+    assert (result is not None) == flat
+    if result is None:
+        return
+    copy, value, paths = result
+    normalised = to_json(payload, "features")
+    expected = redact(normalised, policy)
+    assert copy == normalised
+    assert list(copy) == list(normalised)
+    assert copy is not payload
+    assert value is not copy
+    assert value == expected.value
+    assert list(value) == list(expected.value)
+    assert paths == expected.paths
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [("a", 1)],
+        {1: "x"},
+        {"a": {"nested": 1}},
+        {"a": [1]},
+        {"a": float("nan")},
+        {"a": float("inf")},
+        {"a": 2.0**53},
+        {"é": 1},
+        {"a": "é"},
+        {"a\x00": 1},
+        {"a": "x\x00"},
+        {"a": b"bytes"},
+    ],
+)
+def test_redact_flat_declines_what_is_not_flat(payload: Any) -> None:
+    assert redact_flat(payload, RedactionPolicy()) is None
+
+
+def test_redact_flat_declines_str_subclass_keys_even_when_the_key_is_known() -> None:
+    class Key(str):
+        pass
+
+    policy = RedactionPolicy()
+    assert redact_flat({"age": 1.5}, policy) is not None  # "age" is now a known key
+    assert redact_flat({Key("age"): 1.5}, policy) is None
+
+
+def test_root_action_cache_belongs_to_its_policy() -> None:
+    first = RedactionPolicy()
+    result = redact_flat({"customer_code": "AB123456", "age": 3.5}, first)
+    assert result is not None
+    assert result[1] == {"customer_code": "AB123456", "age": 3.5}
+    assert first._plan.root_actions == {"customer_code": 0, "age": 0}
+    # A new policy (what a settings change builds) does not see the old decisions.
+    second = RedactionPolicy(denylist=frozenset(["customer_code"]))
+    assert second._plan.root_actions == {}
+    result = redact_flat({"customer_code": "AB123456", "age": 3.5}, second)
+    assert result is not None
+    assert result[1] == {"customer_code": DEFAULT_MASK_VALUE, "age": 3.5}
+    assert result[2] == ("customer_code",)

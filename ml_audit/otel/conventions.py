@@ -16,6 +16,7 @@ strings. Standard attributes are used where one fits: ``client.address``,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -141,45 +142,78 @@ def encode(
     ``export_payloads=False`` leaves features, output, metadata and auth context out.
     ``max_length`` bounds each JSON attribute (the database row is always whole).
     """
-    if not record.is_redacted:
+    if record.redaction is None:
         raise ValueError("only redacted records may become span attributes")
+    timestamp = record.timestamp
+    if timestamp.tzinfo is not dt.UTC:  # astimezone(dt.UTC) returns a UTC datetime unchanged
+        timestamp = timestamp.astimezone(dt.UTC)
+    dumps = _dumps if max_length is None else functools.partial(_json, max_length=max_length)
+    # Literal keys (the ATTR names, checked by a test): this runs once per prediction on the
+    # request thread, and a dict display with constant keys is built in one step.
     attributes: dict[str, AttributeValue] = {
-        ATTR.SCHEMA_VERSION: SCHEMA_VERSION,
-        ATTR.EVENT_ID: str(record.event_id),
-        ATTR.PREDICTION_ID: record.prediction_id,
-        ATTR.TIMESTAMP: record.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        ATTR.MODEL_NAME: record.model_name,
-        ATTR.MODEL_VERSION: record.model_version,
-        ATTR.STATUS: record.status,
-        ATTR.REDACTION: _json(record.redaction, max_length),
+        "ml_audit.schema_version": SCHEMA_VERSION,
+        "ml_audit.event_id": record._event_id_text,
+        "ml_audit.prediction_id": record.prediction_id,
+        # isoformat() writes the microseconds unless they are 0 (and is faster than asking).
+        "ml_audit.timestamp": (
+            timestamp.isoformat()
+            if timestamp.microsecond
+            else timestamp.isoformat(timespec="microseconds")
+        ),
+        "ml_audit.model.name": record.model_name,
+        "ml_audit.model.version": record.model_version,
+        "ml_audit.status": record.status,
+        "ml_audit.redaction": dumps(record.redaction),
     }
-    optional: dict[str, Any] = {
-        ATTR.ENVIRONMENT: record.environment,
-        ATTR.DECISION_OUTCOME: record.decision_outcome,
-        ATTR.CONFIDENCE: record.confidence,
-        ATTR.LATENCY_MS: record.latency_ms,
-        ATTR.ERROR_TYPE: record.error_type,
-        ATTR.ERROR_MESSAGE: record.error_message,
-        ATTR.CORRELATION_ID: record.correlation_id,
-    }
+    # Optional attributes, in this order, only when set (neither None nor ""; a truthy value
+    # is both, the common case, tested first).
+    value: Any = record.environment
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.environment"] = value
+    value = record.decision_outcome
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.decision_outcome"] = value
+    value = record.confidence
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.confidence"] = value
+    value = record.latency_ms
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.latency_ms"] = value
+    value = record.error_type
+    if value or (value is not None and value != ""):
+        attributes["error.type"] = value
+    value = record.error_message
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.error.message"] = value
+    value = record.correlation_id
+    if value or (value is not None and value != ""):
+        attributes["ml_audit.correlation_id"] = value
     actor = record.actor
     if actor is not None:
-        optional.update(
-            {
-                ATTR.ACTOR_TYPE: actor.actor_type,
-                ATTR.ACTOR_ID: actor.actor_id,
-                ATTR.TENANT_ID: actor.tenant_id,
-                ATTR.CLIENT_ADDRESS: actor.ip_address,
-                ATTR.USER_AGENT: actor.user_agent,
-            }
-        )
-    attributes.update({k: v for k, v in optional.items() if v is not None and v != ""})
+        value = actor.actor_type
+        if value or (value is not None and value != ""):
+            attributes["ml_audit.actor.type"] = value
+        value = actor.actor_id
+        if value or (value is not None and value != ""):
+            attributes["ml_audit.actor.id"] = value
+        value = actor.tenant_id
+        if value or (value is not None and value != ""):
+            attributes["ml_audit.actor.tenant_id"] = value
+        value = actor.ip_address
+        if value or (value is not None and value != ""):
+            attributes["client.address"] = value
+        value = actor.user_agent
+        if value or (value is not None and value != ""):
+            attributes["user_agent.original"] = value
     if export_payloads:
-        attributes[ATTR.FEATURES] = _json(record.features, max_length)
-        attributes[ATTR.OUTPUT] = _json(record.output, max_length)
-        attributes[ATTR.METADATA] = _json(record.metadata, max_length)
+        attributes["ml_audit.features"] = dumps(record.features)
+        attributes["ml_audit.output"] = dumps(record.output)
+        value = record.metadata
+        # Usually empty: "{}" is what either encoder writes for it.
+        empty = max_length is None and type(value) is dict and not value
+        attributes["ml_audit.metadata"] = "{}" if empty else dumps(value)
         if actor is not None and actor.auth_context is not None:
-            attributes[ATTR.AUTH_CONTEXT] = _json(actor.auth_context, max_length)
+            attributes["ml_audit.actor.auth_context"] = dumps(actor.auth_context)
     return attributes
 
 

@@ -8,16 +8,14 @@ payload-export setting may have removed or cut.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
-from collections import OrderedDict
 from typing import Any
 
-from ml_audit.records import PredictionRecord
+from ml_audit.records import PredictionRecord, _replace
 
-__all__ = ["PendingWrite", "finalize", "hand_over", "take"]
+__all__ = ["PendingWrite", "finalize", "hand_over", "latency_ms", "take", "with_latency"]
 
 logger = logging.getLogger("ml_audit.otel")
 
@@ -45,20 +43,37 @@ class _Flag:
         return self._set
 
 
-@dataclasses.dataclass(eq=False)
 class PendingWrite:
-    """A record waiting for its span to end, and (for sync writes) the result of the write."""
+    """A record waiting for its span to end, and (for sync writes) the result of the write.
 
-    record: PredictionRecord
-    #: Write inside on_end and report the row back (``record_prediction_event``).
-    sync: bool = False
-    #: Take ``latency_ms`` from the span's duration (the span helpers).
-    latency_from_span: bool = False
-    #: Database alias for this write (None: the processor's).
-    using: str | None = None
-    done: _Flag = dataclasses.field(default_factory=_Flag)
-    event: Any = None
-    error: BaseException | None = None
+    A plain class with ``__slots__`` (one is built per prediction, on the request thread).
+    """
+
+    __slots__ = ("done", "error", "event", "latency_from_span", "record", "sync", "using")
+
+    def __init__(
+        self,
+        record: PredictionRecord,
+        sync: bool = False,
+        latency_from_span: bool = False,
+        using: str | None = None,
+    ) -> None:
+        self.record = record
+        #: Write inside on_end and report the row back (``record_prediction_event``).
+        self.sync = sync
+        #: Take ``latency_ms`` from the span's duration (the span helpers).
+        self.latency_from_span = latency_from_span
+        #: Database alias for this write (None: the processor's).
+        self.using = using
+        self.done = _Flag()
+        self.event: Any = None
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"PendingWrite(prediction_id={self.record.prediction_id!r}, sync={self.sync}, "
+            f"done={self.done.is_set()})"
+        )
 
     def resolve(self, event: Any) -> None:
         self.event = event
@@ -69,15 +84,19 @@ class PendingWrite:
         self.done.set()
 
 
-_lock = threading.Lock()
-_pending: OrderedDict[tuple[int, int], PendingWrite] = OrderedDict()
+# Hand-overs by (trace_id, span_id). A plain dict: one item assignment or pop is atomic in
+# CPython (and thread-safe in free-threaded builds), so the request thread takes no lock to
+# hand a record over and on_end none to take it back. Only the overflow path below, which
+# iterates, takes ``_evict_lock``.
+_pending: dict[tuple[int, int], PendingWrite] = {}
+_evict_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
     # A fork while another thread held the lock would leave the child's copy locked forever;
     # and the parent's pending spans never end in the child.
-    global _lock
-    _lock = threading.Lock()
+    global _evict_lock
+    _evict_lock = threading.Lock()
     _pending.clear()
 
 
@@ -85,28 +104,51 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def hand_over(trace_id: int, span_id: int, pending: PendingWrite) -> None:
-    with _lock:
-        _pending[(trace_id, span_id)] = pending
+    _pending[(trace_id, span_id)] = pending
+    if len(_pending) > MAX_PENDING:
+        _evict()
+
+
+def _evict() -> None:
+    """Forget the oldest hand-overs beyond MAX_PENDING (spans started but never ended)."""
+    with _evict_lock:
         while len(_pending) > MAX_PENDING:
-            (_, lost_span), lost = _pending.popitem(last=False)
+            try:
+                oldest = next(iter(_pending))  # dicts keep insertion order: the oldest first
+                lost = _pending.pop(oldest)
+            except (RuntimeError, StopIteration, KeyError):
+                # Another thread changed the dict meanwhile (RuntimeError from the iterator)
+                # or took that very item: look again.
+                continue
             logger.error(
                 "ml_audit: prediction %s was handed over but its span %016x never ended; "
                 "it will be persisted from span attributes if the span ever ends",
                 lost.record.prediction_id,
-                lost_span,
+                oldest[1],
             )
 
 
 def take(trace_id: int, span_id: int) -> PendingWrite | None:
-    with _lock:
-        return _pending.pop((trace_id, span_id), None)
+    return _pending.pop((trace_id, span_id), None)
+
+
+def latency_ms(
+    pending: PendingWrite, start_time_ns: int | None, end_time_ns: int | None
+) -> float | None:
+    """The latency to store, from the span's duration when asked for; else None."""
+    if pending.latency_from_span and start_time_ns is not None and end_time_ns is not None:
+        return max(0, end_time_ns - start_time_ns) / 1e6
+    return None
+
+
+def with_latency(record: PredictionRecord, latency: float) -> PredictionRecord:
+    """A copy of a (redacted) record with ``latency_ms`` set."""
+    return _replace(record, {"latency_ms": latency})  # type: ignore[no-any-return]
 
 
 def finalize(
     pending: PendingWrite, start_time_ns: int | None, end_time_ns: int | None
 ) -> PredictionRecord:
     """The record to persist: latency from the span's duration when asked for."""
-    record = pending.record
-    if pending.latency_from_span and start_time_ns is not None and end_time_ns is not None:
-        record = record.evolve(latency_ms=max(0, end_time_ns - start_time_ns) / 1e6)
-    return record
+    latency = latency_ms(pending, start_time_ns, end_time_ns)
+    return pending.record if latency is None else with_latency(pending.record, latency)

@@ -114,8 +114,16 @@ _DESCRIPTIONS = {
     "dropped": "Prediction records neither stored nor spooled (each one is logged)",
 }
 
-#: A queued record and the explicit database alias it goes to (None: the audit alias).
-_Item = tuple[PredictionRecord, str | None]
+#: A queued record, the explicit database alias it goes to (None: the audit alias) and the
+#: latency to set on it (the span helpers': its span's duration), or None. The writer thread
+#: sets it (:func:`_record_of`), so that the request thread does not copy the record for it.
+_Item = tuple[PredictionRecord, str | None, float | None]
+
+
+def _record_of(item: _Item) -> PredictionRecord:
+    """The record to persist for a queued item (see ``_Item``)."""
+    record, _, latency = item
+    return record if latency is None else pending.with_latency(record, latency)
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -235,6 +243,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             )
             for name in COUNTERS
         }
+        self._queued_counter = self._counters["queued"]
         self._shutdown = False
         self._reset_runtime_state()
 
@@ -297,6 +306,18 @@ class MLAuditSpanProcessor(SpanProcessor):
         try:
             context = span.context
             handed = pending.take(context.trace_id, context.span_id)
+            if (
+                handed is not None
+                and not handed.sync
+                and self._mode == "batch"
+                and handed.record.redaction is not None
+            ):
+                # The span helpers' batch write, inline: queue the record, latency and all.
+                latency = None
+                if handed.latency_from_span:
+                    latency = pending.latency_ms(handed, span.start_time, span.end_time)
+                self._enqueue((handed.record, handed.using or self._using, latency))
+                return
             self._persist(span, handed)
         except Exception as exc:
             logger.exception("ml_audit: unexpected error persisting prediction span %r", span.name)
@@ -304,7 +325,7 @@ class MLAuditSpanProcessor(SpanProcessor):
                 self._count("dropped")
             else:
                 # Last resort, so that even a bug here does not lose the record.
-                self._spool_items([(handed.record, handed.using or self._using)], reason=exc)
+                self._spool_items([(handed.record, handed.using or self._using, None)], reason=exc)
                 if not handed.done.is_set():
                     handed.fail(exc)
 
@@ -389,10 +410,12 @@ class MLAuditSpanProcessor(SpanProcessor):
             if decoded is None:
                 return
             record, using, sync = decoded, self._using, False
+            latency = None
         else:
-            record = pending.finalize(handed, span.start_time, span.end_time)
+            record = handed.record
+            latency = pending.latency_ms(handed, span.start_time, span.end_time)
             using, sync = handed.using or self._using, handed.sync
-        if not record.is_redacted:
+        if record.redaction is None:
             error = ValueError(f"record {record.prediction_id!r} was not redacted")
             logger.error("ml_audit: dropped prediction %s: not redacted", record.prediction_id)
             self._count("dropped")
@@ -400,9 +423,11 @@ class MLAuditSpanProcessor(SpanProcessor):
                 handed.fail(error)
             return
         if sync or self._mode == "sync":
+            if latency is not None:
+                record = pending.with_latency(record, latency)
             self._write_now(record, using, handed)
         else:
-            self._enqueue((record, using))
+            self._enqueue((record, using, latency))
 
     def _decode(self, span: ReadableSpan) -> PredictionRecord | None:
         try:
@@ -432,7 +457,7 @@ class MLAuditSpanProcessor(SpanProcessor):
                 type(exc).__name__,
                 exc,
             )
-            self._spool_items([(record, using)], reason=exc)
+            self._spool_items([(record, using, None)], reason=exc)
             if handed is not None:
                 handed.fail(exc)
             return
@@ -449,6 +474,32 @@ class MLAuditSpanProcessor(SpanProcessor):
             handed.resolve(outcome.event)
 
     def _enqueue(self, item: _Item) -> None:
+        queue = self._queue
+        with self._lock:
+            # The common case first: running, room in the queue, the worker started.
+            if (
+                not self._stopping
+                and len(queue) < self._max_queue_size
+                and self._worker is not None
+            ):
+                queue.append(item)
+                self._enqueued += 1
+                size = len(queue)
+                if size == 1 or size >= self._max_batch_size:
+                    self._not_empty.notify()
+                accepted = True
+            else:
+                accepted = False
+        if accepted:
+            # self._count("queued"), inline
+            with self._stats_lock:
+                self._stats["queued"] += 1
+            self._queued_counter.add(1)
+        else:
+            self._enqueue_slowly(item)
+
+    def _enqueue_slowly(self, item: _Item) -> None:
+        """:meth:`_enqueue` when shut down, the queue is full or the worker not started yet."""
         reason = ""
         with self._lock:
             queue = self._queue
@@ -476,7 +527,7 @@ class MLAuditSpanProcessor(SpanProcessor):
         if not reason:
             self._count("queued")
         elif reason == "no writer thread":
-            self._write_now(item[0], item[1], None)
+            self._write_now(_record_of(item), item[1], None)
         elif reason == "the queue is full" and self._drop_on_overflow:
             logger.error(
                 "ml_audit: dropped prediction %s: the audit queue is full (%d) and "
@@ -773,8 +824,8 @@ class MLAuditSpanProcessor(SpanProcessor):
 
 def _by_alias(items: Iterable[_Item]) -> list[tuple[str | None, list[PredictionRecord]]]:
     groups: dict[str | None, list[PredictionRecord]] = {}
-    for record, using in items:
-        groups.setdefault(using, []).append(record)
+    for item in items:
+        groups.setdefault(item[1], []).append(_record_of(item))
     return list(groups.items())
 
 

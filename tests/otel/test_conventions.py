@@ -179,3 +179,70 @@ def test_standard_and_accelerated_encoders_agree() -> None:
     record = redacted(features={"a": 1.5, "b": "ü", "c": [None, True], "d": {"e": 10**20}})
     for value in (record.features, record.redaction):
         assert json.loads(conventions._std_dumps(value)) == json.loads(conventions._dumps(value))
+
+
+def _generic_encode(record: PredictionRecord, max_length: int | None = None) -> dict[str, Any]:
+    """The straightforward encoding (the one before the fast path), to compare with."""
+    attributes: dict[str, Any] = {
+        ATTR.SCHEMA_VERSION: conventions.SCHEMA_VERSION,
+        ATTR.EVENT_ID: str(record.event_id),
+        ATTR.PREDICTION_ID: record.prediction_id,
+        ATTR.TIMESTAMP: record.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        ATTR.MODEL_NAME: record.model_name,
+        ATTR.MODEL_VERSION: record.model_version,
+        ATTR.STATUS: record.status,
+        ATTR.REDACTION: conventions._json(record.redaction, max_length),
+    }
+    optional: dict[str, Any] = {
+        ATTR.ENVIRONMENT: record.environment,
+        ATTR.DECISION_OUTCOME: record.decision_outcome,
+        ATTR.CONFIDENCE: record.confidence,
+        ATTR.LATENCY_MS: record.latency_ms,
+        ATTR.ERROR_TYPE: record.error_type,
+        ATTR.ERROR_MESSAGE: record.error_message,
+        ATTR.CORRELATION_ID: record.correlation_id,
+    }
+    actor = record.actor
+    if actor is not None:
+        optional.update(
+            {
+                ATTR.ACTOR_TYPE: actor.actor_type,
+                ATTR.ACTOR_ID: actor.actor_id,
+                ATTR.TENANT_ID: actor.tenant_id,
+                ATTR.CLIENT_ADDRESS: actor.ip_address,
+                ATTR.USER_AGENT: actor.user_agent,
+            }
+        )
+    attributes.update({k: v for k, v in optional.items() if v is not None and v != ""})
+    attributes[ATTR.FEATURES] = conventions._json(record.features, max_length)
+    attributes[ATTR.OUTPUT] = conventions._json(record.output, max_length)
+    attributes[ATTR.METADATA] = conventions._json(record.metadata, max_length)
+    if actor is not None and actor.auth_context is not None:
+        attributes[ATTR.AUTH_CONTEXT] = conventions._json(actor.auth_context, max_length)
+    return attributes
+
+
+@pytest.mark.parametrize("max_length", [None, 16, 1])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"confidence": 0.0, "decision_outcome": "", "environment": ""},
+        {"timestamp": dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)},
+        {
+            "timestamp": dt.datetime(
+                2024, 5, 1, 12, 30, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))
+            )
+        },
+        {"actor": ActorPayload("user", "1", user_agent="", auth_context={"scope": "x"})},
+        {"actor": None, "metadata": {"a": 1}, "status": "failed", "error_type": "E"},
+    ],
+)
+def test_encode_gives_the_generic_attributes_in_the_same_order(
+    overrides: dict[str, object], max_length: int | None
+) -> None:
+    record = redacted(**overrides)
+    fast = conventions.encode(record, max_length=max_length)
+    assert fast == _generic_encode(record, max_length)
+    assert list(fast) == list(_generic_encode(record, max_length))
+    assert set(fast) <= {v for k, v in vars(ATTR).items() if k.isupper()}

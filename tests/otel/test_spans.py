@@ -226,3 +226,66 @@ def test_explanation_span_links_to_the_prediction_span(exporter: InMemorySpanExp
     attributes = dict(explanation.attributes or {})
     assert attributes[ATTR.PREDICTION_ID] == event.prediction_id
     assert attributes[ATTR.EXPLANATION_REVISION] == 1
+
+
+def test_a_redaction_policy_change_during_the_block_is_applied(
+    exporter: InMemorySpanExporter, settings: Any
+) -> None:
+    """Features are redacted ahead of time with the policy of the moment; a settings change
+    before the block ends (a new policy object) makes the helper redact them again."""
+    from ml_audit.store import verify_event
+
+    features = {"customer_code": "AB-1234567", "age": 3, "email": "jane@example.com"}
+    with prediction_span(model_name="m", model_version="1", features=features, mode="sync") as p:
+        settings.ML_AUDIT = {
+            **getattr(settings, "ML_AUDIT", {}),
+            "REDACTION": {"DENYLIST": ["customer_code"]},
+        }
+        p.set_output({"s": 1})
+    row = PredictionEvent.objects.get(prediction_id=p.prediction_id)
+    assert row.features == {"customer_code": "****", "age": 3, "email": "****"}
+    assert row.redaction["paths"] == {"features": ["customer_code", "email"]}
+    assert verify_event(row)
+    (span,) = prediction_spans(exporter)
+    assert json.loads(span.attributes[ATTR.FEATURES]) == row.features
+    # And without a change, the same features keep the code (the old decision is not reused).
+    settings.ML_AUDIT = {k: v for k, v in settings.ML_AUDIT.items() if k != "REDACTION"}
+    with prediction_span(model_name="m", model_version="1", features=features, mode="sync") as q:
+        q.set_output({"s": 1})
+    assert PredictionEvent.objects.get(prediction_id=q.prediction_id).features == {
+        "customer_code": "AB-1234567",
+        "age": 3,
+        "email": "****",
+    }
+
+
+def test_helper_rows_equal_the_general_path(exporter: InMemorySpanExporter) -> None:
+    """The fused validate-and-redact walk stores what create -> with_outcome -> redact gives."""
+    from ml_audit.conf import audit_settings
+    from ml_audit.records import PredictionRecord
+    from ml_audit.store import event_to_record, verify_event
+
+    features = {"age": 40.5, "email": "jane@example.com", "note": "call 555-123-4567", "n": 3}
+    with prediction_span(model_name="m", model_version="1", features=features, mode="sync") as p:
+        p.set_output({"score": 0.25}, confidence=0.25, decision_outcome="ok")
+    row = PredictionEvent.objects.get(prediction_id=p.prediction_id)
+    assert verify_event(row)
+    stored = event_to_record(row)
+    general = (
+        PredictionRecord.create(
+            model_name="m",
+            model_version="1",
+            features=features,
+            prediction_id=p.prediction_id,
+            event_id=stored.event_id,
+            timestamp=stored.timestamp,
+            latency_ms=stored.latency_ms,
+            span_id=stored.span_id,
+            parent_span_id=stored.parent_span_id,
+        )
+        .with_outcome(output={"score": 0.25}, confidence=0.25, decision_outcome="ok")
+        .redact(audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS)
+        .evolve(trace_id=stored.trace_id, latency_ms=stored.latency_ms)
+    )
+    assert stored == general
+    assert stored.content_hash() == general.content_hash() == row.content_hash
