@@ -16,19 +16,15 @@ lists are counted exactly). ``show_full_result_count`` is off for the same reaso
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.core.paginator import Paginator
-from django.db import connections
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ml_audit import charts
+from ml_audit import charts, paginators
 from ml_audit.conf import trace_url
 from ml_audit.models import (
     AccessLog,
@@ -40,10 +36,8 @@ from ml_audit.models import (
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[Any]
-    _Paginator = Paginator[Any]
 else:
     _ModelAdmin = admin.ModelAdmin
-    _Paginator = Paginator
 
 __all__ = [
     "AccessLogAdmin",
@@ -67,41 +61,11 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-class EstimatedCountPaginator(_Paginator):
-    """A paginator that trusts PostgreSQL's row estimate for big unfiltered tables.
-
-    ``COUNT(*)`` scans the whole table on PostgreSQL. When the queryset has no filter and the
-    planner's estimate (``pg_class.reltuples``, refreshed by ANALYZE / autovacuum) is at least
-    :attr:`estimate_threshold` rows, the estimate is the count; otherwise (filtered lists,
-    small tables, other databases, never-analysed tables) the count is exact.
-    """
+class EstimatedCountPaginator(paginators.EstimatedCountPaginator):
+    """The change lists' paginator: estimated counts from 100,000 rows (see the module
+    docstring and :class:`ml_audit.paginators.EstimatedCountPaginator`)."""
 
     estimate_threshold = 100_000
-
-    @cached_property
-    def count(self) -> int:
-        estimate = self._estimate()
-        if estimate is not None and estimate >= self.estimate_threshold:
-            return estimate
-        return super().count
-
-    def _estimate(self) -> int | None:
-        queryset = self.object_list
-        if not isinstance(queryset, QuerySet):
-            return None
-        query = queryset.query
-        if query.has_filters() or query.distinct or query.is_sliced:
-            return None
-        connection = connections[queryset.db]
-        if connection.vendor != "postgresql":
-            return None
-        table = connection.ops.quote_name(queryset.model._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [table])
-            row = cursor.fetchone()
-        if row is None or row[0] is None or row[0] < 0:  # -1: never analysed
-            return None
-        return int(row[0])
 
 
 class ReadOnlyAdmin(_ModelAdmin):

@@ -26,6 +26,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
+from ml_audit import paginators
 from ml_audit.api import filters, pagination, permissions, renderers, rows
 from ml_audit.api.serializers import PredictionEventSerializer
 from ml_audit.models import Explanation, PredictionEvent
@@ -430,7 +431,7 @@ def test_estimate_query_does_not_count_past_the_threshold() -> None:
         record(prediction_id=f"p{n}")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ml_audit_predictionevent")
-        sql = pagination._ESTIMATE_OR_COUNT_SQL.format(table='"ml_audit_predictionevent"')
+        sql = paginators._ESTIMATE_OR_COUNT_SQL.format(table='"ml_audit_predictionevent"')
         params = ['"ml_audit_predictionevent"']
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, [3, *params])
         plan = "\n".join(row[0] for row in cursor.fetchall())
