@@ -134,6 +134,26 @@ def _json(value: Any, max_length: int | None) -> str:
     return text
 
 
+#: (attribute, record field) of the optional attributes, in the order encode() writes them.
+_OPTIONAL_RECORD_ATTRIBUTES = (
+    (ATTR.ENVIRONMENT, "environment"),
+    (ATTR.DECISION_OUTCOME, "decision_outcome"),
+    (ATTR.CONFIDENCE, "confidence"),
+    (ATTR.LATENCY_MS, "latency_ms"),
+    (ATTR.ERROR_TYPE, "error_type"),
+    (ATTR.ERROR_MESSAGE, "error_message"),
+    (ATTR.CORRELATION_ID, "correlation_id"),
+)
+#: (attribute, actor field), likewise.
+_OPTIONAL_ACTOR_ATTRIBUTES = (
+    (ATTR.ACTOR_TYPE, "actor_type"),
+    (ATTR.ACTOR_ID, "actor_id"),
+    (ATTR.TENANT_ID, "tenant_id"),
+    (ATTR.CLIENT_ADDRESS, "ip_address"),
+    (ATTR.USER_AGENT, "user_agent"),
+)
+
+
 def encode(
     record: PredictionRecord, *, export_payloads: bool = True, max_length: int | None = None
 ) -> dict[str, AttributeValue]:
@@ -165,46 +185,17 @@ def encode(
         "ml_audit.status": record.status,
         "ml_audit.redaction": dumps(record.redaction),
     }
-    # Optional attributes, in this order, only when set (neither None nor ""; a truthy value
-    # is both, the common case, tested first).
-    value: Any = record.environment
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.environment"] = value
-    value = record.decision_outcome
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.decision_outcome"] = value
-    value = record.confidence
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.confidence"] = value
-    value = record.latency_ms
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.latency_ms"] = value
-    value = record.error_type
-    if value or (value is not None and value != ""):
-        attributes["error.type"] = value
-    value = record.error_message
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.error.message"] = value
-    value = record.correlation_id
-    if value or (value is not None and value != ""):
-        attributes["ml_audit.correlation_id"] = value
+    # Optional attributes, in this order, only when set (neither None nor "").
+    for name, field in _OPTIONAL_RECORD_ATTRIBUTES:
+        value = getattr(record, field)
+        if value is not None and value != "":
+            attributes[name] = value
     actor = record.actor
     if actor is not None:
-        value = actor.actor_type
-        if value or (value is not None and value != ""):
-            attributes["ml_audit.actor.type"] = value
-        value = actor.actor_id
-        if value or (value is not None and value != ""):
-            attributes["ml_audit.actor.id"] = value
-        value = actor.tenant_id
-        if value or (value is not None and value != ""):
-            attributes["ml_audit.actor.tenant_id"] = value
-        value = actor.ip_address
-        if value or (value is not None and value != ""):
-            attributes["client.address"] = value
-        value = actor.user_agent
-        if value or (value is not None and value != ""):
-            attributes["user_agent.original"] = value
+        for name, field in _OPTIONAL_ACTOR_ATTRIBUTES:
+            value = getattr(actor, field)
+            if value is not None and value != "":
+                attributes[name] = value
     if export_payloads:
         attributes["ml_audit.features"] = dumps(record.features)
         attributes["ml_audit.output"] = dumps(record.output)
