@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_admin_browser import CHROMIUM, Chromium
-from tests.demo.conftest import DEMO_DIR
+from tests.demo.test_demo_command import demo_command
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,36 +34,13 @@ pytestmark = [
 PASSWORD = "demo-browser-pw"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def demo_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The demo command, serving; yields its URL and its database file."""
     db = tmp_path / "demo.sqlite3"
-    port = _free_port()
-    env = {**os.environ, "ML_AUDIT_DEMO_DB": str(db)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    command, env = demo_command(db, "--count", "25", "--password", PASSWORD)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            str(DEMO_DIR / "manage.py"),
-            "demo",
-            "--count",
-            "25",
-            "--port",
-            str(port),
-            "--password",
-            PASSWORD,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
@@ -79,12 +54,13 @@ def demo_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     seen: list[str] = []
     deadline = time.monotonic() + 120
     try:
-        while not any(line.startswith("Serving on") for line in seen):
+        while not (seen and seen[-1].startswith("Serving on ")):
             if time.monotonic() > deadline or process.poll() is not None:
                 pytest.fail("the demo did not start serving:\n" + "".join(seen))
             with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=1))
-        yield f"http://127.0.0.1:{port}", db
+        # "Serving on http://127.0.0.1:<port>/ - press Ctrl-C to stop."
+        yield seen[-1].split()[2].rstrip("/"), db
     finally:
         process.terminate()
         process.wait(timeout=30)

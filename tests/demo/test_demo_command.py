@@ -26,13 +26,18 @@ from tests.demo.conftest import DEMO_DIR
 COUNT = 60
 
 
-def run_demo(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def demo_command(db: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of ``manage.py demo`` on ``db``, on any free port."""
     env = {**os.environ, "ML_AUDIT_DEMO_DB": str(db)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("DATABASE_URL", None)
-    command = [sys.executable, str(DEMO_DIR / "manage.py"), "demo", "--port", "0", "--no-serve"]
+    return [sys.executable, str(DEMO_DIR / "manage.py"), "demo", "--port", "0", *args], env
+
+
+def run_demo(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command, env = demo_command(db, "--no-serve", *args)
     return subprocess.run(
-        [*command, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
     )
 
 
