@@ -101,9 +101,15 @@ def _resolve_tenants(request: Request) -> frozenset[str] | None:
     return frozenset(str(tenant) for tenant in tenants)
 
 
-def visible_predictions(request: Request) -> QuerySet[PredictionEvent]:
-    """Predictions ``request`` may read (tenant scoping), on the audit alias; nothing loaded."""
-    queryset = PredictionEvent.objects.using(store.resolve_alias())
+def visible_predictions(
+    request: Request, queryset: QuerySet[PredictionEvent, Any] | None = None
+) -> QuerySet[PredictionEvent, Any]:
+    """Predictions ``request`` may read (tenant scoping), on the audit alias; nothing loaded.
+
+    ``queryset``: the predictions to narrow (a query on the audit alias); default all of them.
+    """
+    if queryset is None:
+        queryset = PredictionEvent.objects.using(store.resolve_alias())
     tenants = allowed_tenants(request)
     if tenants is not None:
         queryset = queryset.filter(tenant_id__in=tenants)
@@ -226,12 +232,13 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet[PredictionEvent]:
-        queryset = visible_predictions(self.request)
         if self.action == "retrieve":
             # A model instance, as before, for the permission classes' has_object_permission.
-            return queryset.select_related("model", "actor")
-        values = rows.prediction_values(queryset, show_request_context=self.show_request_context())
-        return values.order_by(*PREDICTION_ORDERING)  # type: ignore[return-value]
+            return visible_predictions(self.request).select_related("model", "actor")
+        values = rows.prediction_values(
+            store.resolve_alias(), show_request_context=self.show_request_context()
+        )
+        return visible_predictions(self.request, values.order_by(*PREDICTION_ORDERING))
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
@@ -248,8 +255,11 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
             row = rows.row_from_instance(event, show_request_context=show)
             return Response(self.prediction_data([row])[0])
         # Otherwise the prediction and its explanations in one query.
-        queryset = rows.prediction_with_explanations(
-            self.filter_queryset(self.get_queryset()), show_request_context=show
+        queryset = self.filter_queryset(
+            visible_predictions(
+                request,
+                rows.prediction_with_explanations(store.resolve_alias(), show_request_context=show),
+            )
         )
         lookup = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
         try:
@@ -303,9 +313,10 @@ class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
         return list(data["predictions"])
 
     def get_queryset(self) -> QuerySet[PredictionEvent]:
-        queryset = visible_predictions(self.request)
-        values = rows.prediction_values(queryset, show_request_context=self.show_request_context())
-        return values.order_by("timestamp", "id")  # type: ignore[return-value]
+        values = rows.prediction_values(
+            store.resolve_alias(), show_request_context=self.show_request_context()
+        )
+        return visible_predictions(self.request, values.order_by("timestamp", "id"))
 
     def retrieve(self, request: Request, trace_id: str) -> Response:
         limit = audit_settings.API_MAX_PAGE_SIZE

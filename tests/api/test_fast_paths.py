@@ -89,9 +89,8 @@ def serializer_data(show_request_context: bool) -> list[dict[str, Any]]:
 
 def fast_data(show_request_context: bool) -> list[dict[str, Any]]:
     values = list(
-        rows.prediction_values(
-            PredictionEvent.objects.order_by("-timestamp", "-id"),
-            show_request_context=show_request_context,
+        rows.prediction_values("default", show_request_context=show_request_context).order_by(
+            "-timestamp", "-id"
         )
     )
     explained = rows.explanations_of("default", [row["id"] for row in values])
@@ -99,6 +98,26 @@ def fast_data(show_request_context: bool) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- rows
+
+
+def test_values_templates_are_shared_and_never_touched_by_a_request() -> None:
+    first = record(model_name="kept")
+    record(model_name="other")
+    for build in (rows.prediction_values, rows.prediction_with_explanations):
+        narrowed = build("default", show_request_context=False).filter(model__name="kept")
+        assert [row["id"] for row in narrowed] == [first.pk]
+        # The next request starts from all predictions again, on the alias it names.
+        again = build("default", show_request_context=False)
+        assert again is not narrowed
+        assert again._result_cache is None
+        assert len(list(again)) == 2
+        assert again.db == "default"
+    template = rows._values_template("default", False, False)
+    assert template._result_cache is None  # only clones were ever evaluated
+    assert rows._values_template("default", False, False) is template
+    shown = rows.prediction_values("default", show_request_context=True)
+    assert "client_ip" in shown.query.values_select
+    assert "client_ip" not in template.query.values_select
 
 
 @pytest.mark.usefixtures("variety")
