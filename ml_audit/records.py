@@ -992,6 +992,72 @@ class PredictionRecord:
         )
 
 
+#: The payload fields a record's ``redaction["paths"]`` may name.
+_REDACTED_FIELDS = frozenset({"features", "output", "metadata", "auth_context", "error_message"})
+
+
+def revalidated(record: PredictionRecord) -> PredictionRecord:
+    """``record``, rebuilt from data that did not come through :meth:`PredictionRecord.create`
+    (a span's attributes), checked as ``create`` checks a call, and normalised the same way.
+
+    Its ids, correlation id and redaction description are kept (after checking their shape):
+    the record must already say it was redacted. Raises :class:`InvalidRecord` naming the first
+    invalid field.
+    """
+    checked = PredictionRecord.create(
+        model_name=record.model_name,
+        model_version=record.model_version,
+        features=record.features,
+        output=record.output,
+        decision_outcome=record.decision_outcome or None,
+        confidence=record.confidence,
+        actor=record.actor,
+        environment=record.environment,
+        latency_ms=record.latency_ms,
+        status=record.status,
+        error_type=record.error_type or None,
+        error_message=record.error_message or None,
+        metadata=record.metadata,
+        prediction_id=record.prediction_id,
+        timestamp=record.timestamp,
+        span_id=record.span_id,
+        parent_span_id=record.parent_span_id,
+        event_id=record.event_id,
+    )
+    trace_id = record.trace_id
+    if trace_id and (not _W3C_TRACE_ID.match(trace_id) or trace_id == "0" * 32):
+        raise InvalidRecord("trace_id", "must be 32 lower-case hex digits, not all zero")
+    correlation_id = _check_text(
+        "correlation_id", record.correlation_id, MAX_CORRELATION_ID, allow_empty=True
+    )
+    return _replace(  # type: ignore[no-any-return]
+        checked,
+        {
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "redaction": _check_redaction(record.redaction),
+        },
+    )
+
+
+def _check_redaction(value: Any) -> dict[str, Any]:
+    """A ``redaction`` description as ``_redact`` writes it: ``{"policy": str, "paths":
+    {field: [path, ...]}}``."""
+    if not isinstance(value, dict):
+        raise InvalidRecord("redaction", "the record does not say it was redacted")
+    policy, paths = value.get("policy"), value.get("paths")
+    if set(value) != {"policy", "paths"} or not isinstance(policy, str):
+        raise InvalidRecord("redaction", "must be {'policy': str, 'paths': {...}}")
+    if not isinstance(paths, dict) or not all(
+        field in _REDACTED_FIELDS
+        and isinstance(names, list)
+        and all(isinstance(name, str) for name in names)
+        for field, names in paths.items()
+    ):
+        raise InvalidRecord("redaction", "paths must map payload fields to lists of paths")
+    return {"policy": policy, "paths": {field: list(names) for field, names in paths.items()}}
+
+
 _FIELD_COUNT = len(dataclasses.fields(PredictionRecord))
 
 

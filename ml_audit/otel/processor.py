@@ -4,7 +4,10 @@ The span helpers build the whole redacted record, hand it over with
 :func:`ml_audit.otel.pending.hand_over` and end the span; :meth:`MLAuditSpanProcessor.on_end`
 takes it back and persists it with :func:`ml_audit.store.write_many`, the only writer. Spans
 without a hand-over (other code paths) are rebuilt from their attributes with
-:func:`~ml_audit.otel.conventions.decode_span`. Every other span costs one ``startswith``.
+:func:`~ml_audit.otel.conventions.decode_span` and checked by
+:func:`~ml_audit.records.revalidated` as a recording call is checked (a record that does not
+pass, or does not say it was redacted, is dropped, logged and counted). Every other span
+costs one ``startswith``.
 
 Two ways to write:
 
@@ -62,8 +65,8 @@ duplicates     live writes whose prediction_id was already stored with the same 
 conflicts      records refused: prediction_id stored with different content (live or replay)
 spooled        records appended to the spool (full queue, database failure, after shutdown)
 replayed       spooled records now in the database (inserted, or found stored identically)
-dropped        records neither in the database nor in the spool: undecodable spans, drops on
-               overflow, spool write failures, unreadable spool lines (moved to ``.corrupt``)
+dropped        records neither in the database nor in the spool: undecodable or invalid spans,
+               drops on overflow, spool write failures, unreadable spool lines (``.corrupt``)
 =============  ==================================================================================
 """
 
@@ -96,7 +99,7 @@ from ml_audit import store
 from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.otel import conventions, pending
 from ml_audit.otel.spool import ReplayResult, Spool
-from ml_audit.records import PredictionRecord
+from ml_audit.records import PredictionRecord, revalidated
 
 __all__ = ["COUNTERS", "MLAuditSpanProcessor", "is_connection_error"]
 
@@ -431,12 +434,13 @@ class MLAuditSpanProcessor(SpanProcessor):
 
     def _decode(self, span: ReadableSpan) -> PredictionRecord | None:
         try:
-            return conventions.decode_span(span)
+            # Not from the span helpers (nothing was handed over): checked as they check a call.
+            return revalidated(conventions.decode_span(span))
         except Exception as exc:
             context = span.context
             logger.error(
                 "ml_audit: dropped prediction span %r (trace %s, span %s): no record was "
-                "handed over and its attributes cannot be decoded: %s",
+                "handed over and its attributes cannot be decoded as a valid record: %s",
                 span.name,
                 conventions.format_trace_id(context.trace_id) if context else "?",
                 conventions.format_span_id(context.span_id) if context else "?",

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ml_audit.exceptions import InvalidRecord
 from ml_audit.otel import conventions
 from ml_audit.otel.conventions import ATTR, PAYLOAD_ATTRIBUTES
-from ml_audit.records import ActorPayload, PredictionRecord
+from ml_audit.records import ActorPayload, PredictionRecord, revalidated
 from ml_audit.redaction import RedactionPolicy
 
 IDS: dict[str, Any] = {"trace_id": "ab" * 16, "span_id": "cd" * 8, "parent_span_id": "ef" * 8}
@@ -38,6 +39,14 @@ def with_ids(record: PredictionRecord) -> PredictionRecord:
     return dataclasses.replace(record, **IDS)
 
 
+def assert_round_trip(record: PredictionRecord) -> None:
+    """decode inverts encode, and what it gives passes the checks of a recording call as is
+    (the processor revalidates a record rebuilt from a span)."""
+    decoded = conventions.decode(conventions.encode(record), **IDS)
+    assert decoded == record
+    assert revalidated(decoded) == record
+
+
 def test_round_trip_of_a_full_record() -> None:
     record = with_ids(
         redacted(
@@ -54,7 +63,7 @@ def test_round_trip_of_a_full_record() -> None:
             error_message="partial output",
         )
     )
-    assert conventions.decode(conventions.encode(record), **IDS) == record
+    assert_round_trip(record)
 
 
 def test_round_trip_of_every_normalised_type_and_a_large_payload() -> None:
@@ -94,7 +103,7 @@ def test_round_trip_property(features: dict[str, object], output: object) -> Non
         record = with_ids(redacted(features=features, output=output))
     except ValueError:
         return  # NUL characters and surrogates are refused before a span exists
-    assert conventions.decode(conventions.encode(record), **IDS) == record
+    assert_round_trip(record)
 
 
 def test_encode_refuses_unredacted_records() -> None:
@@ -246,3 +255,38 @@ def test_encode_gives_the_generic_attributes_in_the_same_order(
     assert fast == _generic_encode(record, max_length)
     assert list(fast) == list(_generic_encode(record, max_length))
     assert set(fast) <= {v for k, v in vars(ATTR).items() if k.isupper()}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"confidence": 7.5}, "confidence"),
+        ({"status": "bogus"}, "status"),
+        ({"model_name": ""}, "model_name"),
+        ({"features": ["not", "a", "mapping"]}, "features"),
+        ({"features": {"x": float("nan")}}, None),  # normalised, not refused: see below
+        ({"latency_ms": -1.0}, "latency_ms"),
+        ({"trace_id": "XYZ"}, "trace_id"),
+        ({"trace_id": "0" * 32}, "trace_id"),
+        ({"span_id": "nothex"}, "span_id"),
+        ({"correlation_id": "x" * 300}, "correlation_id"),
+        ({"redaction": None}, "redaction"),
+        ({"redaction": {"policy": "v1"}}, "redaction"),
+        ({"redaction": {"policy": "v1", "paths": {"secrets": ["a"]}}}, "redaction"),
+        ({"redaction": {"policy": "v1", "paths": {"features": "a"}}}, "redaction"),
+    ],
+)
+def test_revalidated_refuses_what_a_recording_call_would(
+    changes: dict[str, Any], field: str | None
+) -> None:
+    import dataclasses
+
+    record = dataclasses.replace(with_ids(redacted(confidence=0.5)), **changes)
+    if field is None:
+        # A value a call would have normalised comes back normalised (NaN as the string
+        # JSON can carry), never stored as given.
+        assert revalidated(record).features == {"x": "NaN"}
+        return
+    with pytest.raises(InvalidRecord) as raised:
+        revalidated(record)
+    assert raised.value.field == field

@@ -454,6 +454,33 @@ def test_a_span_without_hand_over_is_persisted_from_its_attributes(
     assert processor.stats()["written"] == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_span_without_hand_over_is_checked_as_a_recording_call(
+    make_processor: MakeProcessor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Well-formed attributes with values no recording call accepts: a confidence of 7.5 and a
+    # status outside the vocabulary. Nothing of it reaches the table.
+    processor, tracer = make_processor()
+    attributes = dict(conventions.encode(redacted(prediction_id="forged-1", confidence=0.5)))
+    attributes[conventions.ATTR.CONFIDENCE] = 7.5
+    with caplog.at_level(logging.ERROR, logger="ml_audit.otel"):
+        span = tracer.start_span(conventions.prediction_span_name("m"), attributes=attributes)
+        span.end()  # must not raise
+        attributes[conventions.ATTR.CONFIDENCE] = 0.5
+        attributes[conventions.ATTR.STATUS] = "bogus"
+        attributes[conventions.ATTR.PREDICTION_ID] = "forged-2"
+        span = tracer.start_span(conventions.prediction_span_name("m"), attributes=attributes)
+        span.end()
+    assert processor.force_flush()
+    assert not PredictionEvent.objects.filter(prediction_id__startswith="forged").exists()
+    assert processor.stats()["dropped"] == 2
+    messages = [r.getMessage() for r in caplog.records if r.name == "ml_audit.otel"]
+    assert len(messages) == 2
+    assert "confidence" in messages[0]
+    assert "status" in messages[1]
+    assert all("cannot be decoded as a valid record" in message for message in messages)
+
+
 @pytest.mark.django_db
 def test_a_span_with_garbage_attributes_is_counted_dropped_and_logged(
     make_processor: MakeProcessor, caplog: pytest.LogCaptureFixture
