@@ -994,6 +994,26 @@ class PredictionRecord:
 
 #: The payload fields a record's ``redaction["paths"]`` may name.
 _REDACTED_FIELDS = frozenset({"features", "output", "metadata", "auth_context", "error_message"})
+#: The fields :func:`revalidated` hands to ``create`` as they are, and those stored as "" when
+#: not given (handed over as None, as a call leaves them).
+_REVALIDATED_AS_IS = (
+    "model_name",
+    "model_version",
+    "features",
+    "output",
+    "confidence",
+    "actor",
+    "environment",
+    "latency_ms",
+    "status",
+    "metadata",
+    "prediction_id",
+    "timestamp",
+    "span_id",
+    "parent_span_id",
+    "event_id",
+)
+_REVALIDATED_OR_NONE = ("decision_outcome", "error_type", "error_message")
 
 
 def revalidated(record: PredictionRecord) -> PredictionRecord:
@@ -1004,26 +1024,9 @@ def revalidated(record: PredictionRecord) -> PredictionRecord:
     the record must already say it was redacted. Raises :class:`InvalidRecord` naming the first
     invalid field.
     """
-    checked = PredictionRecord.create(
-        model_name=record.model_name,
-        model_version=record.model_version,
-        features=record.features,
-        output=record.output,
-        decision_outcome=record.decision_outcome or None,
-        confidence=record.confidence,
-        actor=record.actor,
-        environment=record.environment,
-        latency_ms=record.latency_ms,
-        status=record.status,
-        error_type=record.error_type or None,
-        error_message=record.error_message or None,
-        metadata=record.metadata,
-        prediction_id=record.prediction_id,
-        timestamp=record.timestamp,
-        span_id=record.span_id,
-        parent_span_id=record.parent_span_id,
-        event_id=record.event_id,
-    )
+    arguments = {name: getattr(record, name) for name in _REVALIDATED_AS_IS}
+    arguments.update({name: getattr(record, name) or None for name in _REVALIDATED_OR_NONE})
+    checked = PredictionRecord.create(**arguments)
     trace_id = record.trace_id
     if trace_id and (not _W3C_TRACE_ID.match(trace_id) or trace_id == "0" * 32):
         raise InvalidRecord("trace_id", "must be 32 lower-case hex digits, not all zero")
