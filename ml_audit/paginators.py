@@ -1,4 +1,4 @@
-"""A Django ``Paginator`` that never counts a large unfiltered PostgreSQL table.
+"""A Django ``Paginator`` that never counts a large PostgreSQL table or a large filtered list.
 
 Shared by the admin's change lists and the REST API's page-number pagination. Django only: no
 REST framework import, so the admin works without the ``drf`` extra.
@@ -6,6 +6,7 @@ REST framework import, so the admin works without the ``drf`` extra.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -57,16 +58,19 @@ class _EstimatedPage(_Page):
 
 
 class EstimatedCountPaginator(_Paginator):
-    """Django's ``Paginator``, counting a large unfiltered PostgreSQL table by estimate.
+    """Django's ``Paginator``, counting large PostgreSQL lists by estimate.
 
-    :attr:`count` is exact unless the list is an unfiltered queryset on PostgreSQL whose table
-    the planner estimates at :attr:`estimate_threshold` rows or more (then :attr:`exact` is
-    False and the count is that estimate). Pages do not trust an estimated count: a page reads
-    one row more than it shows to know whether another follows, and an empty page other than
-    the first is an ``EmptyPage`` (a 404).
+    On PostgreSQL, :attr:`count` is an estimate (and :attr:`exact` False) for an unfiltered
+    queryset whose table the planner estimates at :attr:`estimate_threshold` rows or more, and
+    for a filtered queryset of more than :attr:`filtered_count_limit` rows: those are counted
+    up to the limit (``COUNT(*)`` over ``LIMIT limit + 1``), then the planner's estimate of the
+    list's rows is shown (at least ``limit + 1``). Every other count is exact. Pages do not
+    trust an estimated count: a page reads one row more than it shows to know whether another
+    follows, and an empty page other than the first is an ``EmptyPage`` (a 404).
     """
 
     estimate_threshold = 10_000
+    filtered_count_limit = 1_000
 
     #: Set before :attr:`count` is read to demand an exact count (``?page=last``).
     force_exact = False
@@ -88,11 +92,13 @@ class EstimatedCountPaginator(_Paginator):
         if self.force_exact or not isinstance(queryset, QuerySet):
             return None
         query = queryset.query
-        if query.has_filters() or query.distinct or query.is_sliced or query.combinator:
+        if query.distinct or query.is_sliced or query.combinator:
             return None
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return None
+        if query.has_filters():
+            return self._count_up_to_limit(queryset)
         table = connection.ops.quote_name(queryset.model._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -102,9 +108,17 @@ class EstimatedCountPaginator(_Paginator):
         assert row is not None
         return row[0], row[1]
 
+    def _count_up_to_limit(self, queryset: QuerySet[Any]) -> tuple[int | None, int | None]:
+        limit = self.filtered_count_limit
+        counted = queryset.order_by()[: limit + 1].count()
+        if counted <= limit:
+            return None, counted
+        plan = json.loads(queryset.order_by().explain(format="json"))
+        return max(int(plan[0]["Plan"]["Plan Rows"]), limit + 1), None
+
     def _estimate(self) -> int | None:
         """The planner's estimate of the list's rows, or None when it is not estimated (a
-        filtered list, another database, a table never analysed)."""
+        filtered list within the limit, another database, a table never analysed)."""
         counted = self._estimate_or_count()
         return None if counted is None else counted[0]
 

@@ -196,6 +196,11 @@ def uuid7() -> uuid.UUID:
     return _uuid7_generator()
 
 
+def is_w3c_trace_id(text: str) -> bool:
+    """Whether ``text`` is a W3C trace id as stored: 32 lower-case hex digits, not all zero."""
+    return bool(_W3C_TRACE_ID.match(text)) and text != "0" * 32
+
+
 def split_trace_reference(value: str | None) -> tuple[str, str]:
     """Split the seed's ``trace_id`` argument into ``(w3c_trace_id, correlation_id)``.
 
@@ -208,7 +213,7 @@ def split_trace_reference(value: str | None) -> tuple[str, str]:
         raise InvalidRecord("trace_id", f"must be a string, not {type(value).__name__}")
     text = value.strip()
     lowered = text.lower()
-    if _W3C_TRACE_ID.match(lowered) and lowered != "0" * 32:
+    if is_w3c_trace_id(lowered):
         return lowered, ""
     _check_text("trace_id", text, MAX_CORRELATION_ID, allow_empty=True)
     return "", text
@@ -1028,7 +1033,7 @@ def revalidated(record: PredictionRecord) -> PredictionRecord:
     arguments.update({name: getattr(record, name) or None for name in _REVALIDATED_OR_NONE})
     checked = PredictionRecord.create(**arguments)
     trace_id = record.trace_id
-    if trace_id and (not _W3C_TRACE_ID.match(trace_id) or trace_id == "0" * 32):
+    if trace_id and not is_w3c_trace_id(trace_id):
         raise InvalidRecord("trace_id", "must be 32 lower-case hex digits, not all zero")
     correlation_id = _check_text(
         "correlation_id", record.correlation_id, MAX_CORRELATION_ID, allow_empty=True

@@ -11,8 +11,10 @@ for a list that is neither filtered nor tenant-scoped, on PostgreSQL, it is the 
 estimate of the table's rows (``pg_class.reltuples`` scaled to the table's current size, as the
 planner scales it) once that estimate reaches
 :attr:`EstimatedCountPaginator.estimate_threshold` (10,000) rows, and exact below that, in one
-query either way. Filtered or tenant-scoped lists, and other databases, are counted exactly
-(``COUNT(*)`` of the matching rows only). With an estimated count, ``next`` is still exact (the
+query either way. A filtered or tenant-scoped list is counted up to
+:attr:`~ml_audit.paginators.EstimatedCountPaginator.filtered_count_limit` (1,000) rows
+(``COUNT(*)`` over ``LIMIT 1001``); beyond, the count is the planner's estimate of the list's
+rows. Other databases are counted exactly. With an estimated count, ``next`` is still exact (the
 page reads one row more than it shows), a page past the last row is still a 404, and
 ``?page=last`` counts exactly.
 
@@ -69,9 +71,6 @@ class AuditCursorPagination(CursorPagination):
         return _page_size(request)
 
 
-# One query: the planner's row estimate of the table (NULL when never analysed), and, only
-# when that is NULL or below the threshold, the exact count (an uncorrelated scalar subquery is
-# an InitPlan, run only if the CASE reaches it).
 class AuditPageNumberPagination(PageNumberPagination):
     """Page numbers with a total count (:class:`EstimatedCountPaginator`: one query)."""
 
