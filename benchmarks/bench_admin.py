@@ -49,19 +49,16 @@ import functools
 import html
 import json
 import math
-import os
 import re
 import statistics
-import sys
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import bench_read_api as read
 import django
-from _django import ROOT, _recreate_postgres_database
+from _django import _recreate_postgres_database
 from django.conf import settings
 
 CHANGELIST = "/admin/ml_audit/predictionevent/"
@@ -71,66 +68,23 @@ ADMIN_USER = "bench-admin"
 def setup(reuse: bool = False) -> None:
     """Configure Django with the admin, migrate a fresh database (or, with ``reuse``, the
     existing one: see :func:`bench_read_api.reusable`)."""
-    sys.path.insert(0, str(ROOT))
-    from tests.settings import database_from_url
 
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench_admin needs PostgreSQL: set DATABASE_URL=postgres://...")
-    database = database_from_url(url)
-    database["NAME"] = database["NAME"] + "_bench"
-    database["CONN_MAX_AGE"] = None  # one persistent connection, as a production worker keeps
+    from tests.settings import TEMPLATES
 
-    from django.urls import path
+    def routes() -> list[Any]:
+        from django.contrib import admin
+        from django.urls import path
 
-    urls = types.ModuleType("bench_admin_urls")
-    sys.modules[urls.__name__] = urls
-    settings.configure(
-        DEBUG=False,
-        USE_TZ=True,
-        TIME_ZONE="UTC",
-        SECRET_KEY="benchmark",
-        ALLOWED_HOSTS=["testserver"],
-        DATABASES={"default": database},
-        INSTALLED_APPS=[
-            "django.contrib.admin",
-            "django.contrib.contenttypes",
-            "django.contrib.auth",
-            "django.contrib.sessions",
-            "django.contrib.messages",
-            "ml_audit",
-        ],
-        MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
-        ],
-        TEMPLATES=[
-            {
-                "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "APP_DIRS": True,
-                "OPTIONS": {
-                    "context_processors": [
-                        "django.template.context_processors.request",
-                        "django.contrib.auth.context_processors.auth",
-                        "django.contrib.messages.context_processors.messages",
-                    ]
-                },
-            }
-        ],
-        ROOT_URLCONF=urls.__name__,
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ML_AUDIT={"OTEL_ENABLED": False},
+        return [path("admin/", admin.site.urls)]
+
+    read.setup(
+        reuse,
+        label="bench_admin",
+        apps=("django.contrib.admin", "django.contrib.messages"),
+        middleware=("django.contrib.messages.middleware.MessageMiddleware",),
+        routes=routes,
+        TEMPLATES=TEMPLATES,  # the test project's: the admin's context processors
     )
-    if not (reuse and read._database_exists(database)):
-        _recreate_postgres_database(database)
-    django.setup()
-    from django.contrib import admin
-
-    urls.urlpatterns = [path("admin/", admin.site.urls)]  # type: ignore[attr-defined]
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def count_queries(request: Callable[[], Any]) -> dict[str, Any]:
@@ -206,19 +160,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30, help="timed requests per case")
     parser.add_argument("--warmup", type=int, default=5, help="untimed requests per case")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="measure every case this many times (in turn) and report the median of the runs' "
-        "medians, with their spread",
-    )
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep the benchmark database when an earlier run loaded it with the same --rows "
-        "(checked against the tables; otherwise it is dropped and loaded again)",
-    )
+    read.add_repeat_and_reuse(parser)
     args = parser.parse_args()
 
     setup(reuse=args.reuse)

@@ -60,7 +60,7 @@ import sys
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -84,22 +84,35 @@ TARGETS_MS: dict[str, float | None] = {
 }
 
 
-def setup(reuse: bool = False) -> None:
+def setup(
+    reuse: bool = False,
+    *,
+    label: str = "bench_read_api",
+    apps: Sequence[str] = ("rest_framework", "django_filters"),
+    middleware: Sequence[str] = (),
+    routes: Callable[[], list[Any]] | None = None,
+    **extra: Any,
+) -> None:
     """Configure Django for the API (sessions, DRF, django-filter), migrate a fresh database
-    (or, with ``reuse``, the existing one: see :func:`reusable`)."""
+    (or, with ``reuse``, the existing one: see :func:`reusable`).
+
+    ``bench_admin.py`` configures the admin with the same database handling: ``apps`` and
+    ``middleware`` come on top of contenttypes, auth, sessions and their middleware,
+    ``routes()`` gives the URL patterns (after ``django.setup()``), ``extra`` more settings.
+    """
     sys.path.insert(0, str(ROOT))
     from tests.settings import database_from_url
 
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench_read_api needs PostgreSQL: set DATABASE_URL=postgres://...")
+        sys.exit(f"{label} needs PostgreSQL: set DATABASE_URL=postgres://...")
     database = database_from_url(url)
     database["NAME"] = database["NAME"] + "_bench"
     database["CONN_MAX_AGE"] = None  # one persistent connection, as a production worker keeps
 
     from django.urls import include, path
 
-    urls = types.ModuleType("bench_read_api_urls")
+    urls = types.ModuleType(f"{label}_urls")
     sys.modules[urls.__name__] = urls
     settings.configure(
         DEBUG=False,
@@ -109,25 +122,29 @@ def setup(reuse: bool = False) -> None:
         ALLOWED_HOSTS=["testserver"],
         DATABASES={"default": database},
         INSTALLED_APPS=[
+            *(app for app in apps if app.startswith("django.contrib.")),
             "django.contrib.contenttypes",
             "django.contrib.auth",
             "django.contrib.sessions",
-            "rest_framework",
-            "django_filters",
+            *(app for app in apps if not app.startswith("django.contrib.")),
             "ml_audit",
         ],
         MIDDLEWARE=[
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.contrib.auth.middleware.AuthenticationMiddleware",
+            *middleware,
         ],
         ROOT_URLCONF=urls.__name__,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         ML_AUDIT={"OTEL_ENABLED": False},
+        **extra,
     )
     if not (reuse and _database_exists(database)):
         _recreate_postgres_database(database)
     django.setup()
-    urls.urlpatterns = [path("api/ml-audit/", include("ml_audit.api.urls"))]  # type: ignore[attr-defined]
+    urls.urlpatterns = (  # type: ignore[attr-defined]
+        routes() if routes else [path("api/ml-audit/", include("ml_audit.api.urls"))]
+    )
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -416,15 +433,8 @@ def _cut(line: str, width: int = 160) -> str:
     return line if len(line) <= width else line[: width - 5] + " ..."
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="predictions to load")
-    parser.add_argument("--requests", type=int, default=100, help="timed requests per case")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per case")
-    parser.add_argument("--budget", type=float, default=20.0, help="max seconds per case")
-    parser.add_argument("--deep-page", type=int, default=10_000, help="page number of 'deep'")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE data queries")
+def add_repeat_and_reuse(parser: argparse.ArgumentParser, reuse_note: str = "") -> None:
+    """``--repeat`` and ``--reuse``, as this benchmark and ``bench_admin.py`` read them."""
     parser.add_argument(
         "--repeat",
         type=int,
@@ -437,8 +447,20 @@ def main() -> None:
         action="store_true",
         help="keep the benchmark database when an earlier run loaded it with the same --rows "
         "(checked against the tables; otherwise it is dropped and loaded again); new migrations "
-        "are applied, the access log keeps the rows of earlier runs",
+        "are applied" + reuse_note,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="predictions to load")
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per case")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per case")
+    parser.add_argument("--budget", type=float, default=20.0, help="max seconds per case")
+    parser.add_argument("--deep-page", type=int, default=10_000, help="page number of 'deep'")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE data queries")
+    add_repeat_and_reuse(parser, "; the access log keeps the rows of earlier runs")
     args = parser.parse_args()
 
     setup(reuse=args.reuse)
