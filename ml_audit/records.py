@@ -1251,6 +1251,23 @@ class ExplanationRecord:
             summary_text=summary if isinstance(summary, str) else "",
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the spool's form); :meth:`from_dict` reads them back."""
+        return {**self.identity(), "generated_at": self.generated_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExplanationRecord:
+        """The record :meth:`to_dict` wrote, validated again as :meth:`create` validates."""
+        fields = dict(data)
+        generated_at = fields.pop("generated_at")
+        if not isinstance(generated_at, str):
+            raise InvalidRecord("generated_at", "must be an ISO 8601 string")
+        try:
+            when = dt.datetime.fromisoformat(generated_at)
+        except ValueError:
+            raise InvalidRecord("generated_at", f"is not ISO 8601: {generated_at!r}") from None
+        return cls.create(**fields, generated_at=when)
+
     def identity(self) -> dict[str, Any]:
         """What makes two attachments "the same" (``generated_at`` is not part of it)."""
         return {

@@ -30,7 +30,7 @@ from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
 from ml_audit.conf import audit_settings
-from ml_audit.exceptions import PredictionConflict
+from ml_audit.exceptions import PredictionConflict, PredictionNotFound
 from ml_audit.models import (
     Explanation,
     ModelVersion,
@@ -51,6 +51,7 @@ __all__ = [
     "WriteResult",
     "allow_purge",
     "append_explanation",
+    "append_explanation_of",
     "clear_caches",
     "event_to_record",
     "resolve_alias",
@@ -560,6 +561,19 @@ def write_explanation(
     constraint and retried.
     """
     return append_explanation(prediction, record, using=using)[0]
+
+
+def append_explanation_of(
+    prediction_id: str, record: ExplanationRecord, *, using: str | None = None
+) -> bool:
+    """:func:`append_explanation` for the prediction stored under ``prediction_id`` (a spooled
+    explanation, replayed); True when a revision was written. ``PredictionNotFound`` when that
+    prediction is not stored (yet)."""
+    alias = resolve_alias(using)
+    prediction = PredictionEvent.objects.using(alias).filter(prediction_id=prediction_id).first()
+    if prediction is None:
+        raise PredictionNotFound(f"no prediction has the prediction_id {prediction_id!r} (yet)")
+    return append_explanation(prediction, record, using=alias)[1]
 
 
 def append_explanation(

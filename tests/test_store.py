@@ -209,3 +209,18 @@ def test_copy_path_survives_a_rolled_back_first_use() -> None:
         raise RuntimeError("the temporary table's creation rolls back with this")
     result = store.write_many([redacted(prediction_id="r-3"), redacted(prediction_id="r-4")])
     assert result.created == 2
+
+
+def test_append_explanation_of_finds_the_prediction_by_its_id() -> None:
+    from ml_audit.exceptions import PredictionNotFound
+    from ml_audit.services import explanation_record
+
+    record = explanation_record("shap", {"x": 1.0}, "x helped")
+    with pytest.raises(PredictionNotFound, match="'later'"):
+        store.append_explanation_of("later", record)
+    assert Explanation.objects.count() == 0
+    event = store.write(redacted(prediction_id="later"))
+    assert store.append_explanation_of("later", record) is True
+    assert store.append_explanation_of("later", record) is False  # identical: nothing written
+    (row,) = Explanation.objects.filter(prediction=event)
+    assert (row.method, row.payload, row.revision) == ("shap", {"x": 1.0}, 1)

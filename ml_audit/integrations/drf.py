@@ -44,7 +44,8 @@ exception's text, which may quote the request body.
 
 **Explanations**: ``explanation_builder(request, features, output)`` returns the keyword
 arguments of :func:`ml_audit.services.attach_explanation` (``method``, ``payload``, optionally
-``summary_text``, ``status``...) or ``None``; it runs after the prediction's row is written.
+``summary_text``, ``status``...) or ``None``; it runs once the prediction's record is written
+(or spooled, see below).
 
 **When the audit record cannot be written** (database down, writer misconfigured), the setting
 ``ML_AUDIT['ON_AUDIT_FAILURE']`` decides, or the decorator's ``on_audit_failure=``:
@@ -56,8 +57,11 @@ arguments of :func:`ml_audit.services.attach_explanation` (``method``, ``payload
 ``"serve"``
     The prediction is served; the record is written in ``ML_AUDIT['WRITE_MODE']`` (batch by
     default) and a record that cannot be written is spooled and replayed, and logged. With an
-    ``explanation_builder`` the write is synchronous (the explanation needs the row); an
-    explanation that cannot be written is logged at error level and not retried.
+    ``explanation_builder`` the write is synchronous (the explanation needs the row).
+
+Under either policy, an explanation that cannot be written (its prediction's record could not
+be written, or its own write failed) is spooled too and replayed after its prediction; the
+policy decides only the response.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ from rest_framework.serializers import BaseSerializer
 from ml_audit.actors import actor_from_request
 from ml_audit.conf import AUDIT_FAILURE_POLICIES, audit_settings
 from ml_audit.exceptions import InvalidRecord, MLAuditError
+from ml_audit.otel.setup import get_pipeline
 from ml_audit.otel.spans import PredictionSpan, prediction_span
 
 __all__ = [
@@ -283,12 +288,17 @@ def audited_prediction(
                 confidence=_field(output, confidence_field),
                 decision_outcome=_text(_field(output, outcome_field)),
             )
-            if not _end(span, None, policy, handle):
+            explain = _Explainer(explanation_builder, request, inputs, output)
+            try:
+                written = _end(span, None, policy, handle)
+            except AuditUnavailable:
+                explain.spool(handle, "its prediction could not be written")
+                raise
+            if not written:
+                explain.spool(handle, "its prediction could not be written")
                 return _stamp(response, handle)
-            if explanation_builder is not None and handle.event is not None:
-                explanation = explanation_builder(request, inputs, output)
-                if explanation is not None:
-                    _explain(handle, explanation, policy)
+            if handle.event is not None:
+                explain.attach(handle, policy)
             return _stamp(response, handle)
 
         return cast(F, wrapper)
@@ -327,22 +337,57 @@ def _end(
         return False
 
 
-def _explain(handle: PredictionSpan, explanation: Mapping[str, Any], policy: str) -> None:
-    from ml_audit.services import attach_explanation
+@dataclass
+class _Explainer:
+    """The view's ``explanation_builder``, called at most once, and where its explanation goes."""
 
-    try:
-        attach_explanation(prediction=handle.event, **explanation)
-    except (InvalidRecord, TypeError):
-        raise  # the builder returned something attach_explanation refuses: a bug
-    except Exception as exc:
-        logger.error(
-            "ml_audit: the explanation of prediction %s could not be written (%s: %s)",
-            handle.prediction_id,
-            type(exc).__name__,
-            exc,
-        )
-        if policy == "fail":
-            raise AuditUnavailable() from exc
+    builder: Callable[..., Mapping[str, Any] | None] | None
+    request: Any
+    inputs: Any
+    output: Any
+
+    def build(self) -> Mapping[str, Any] | None:
+        if self.builder is None:
+            return None
+        return self.builder(self.request, self.inputs, self.output)
+
+    def spool(self, handle: PredictionSpan, reason: str) -> None:
+        """The prediction's record went to the spool: its explanation follows it there."""
+        explanation = self.build()
+        if explanation is not None:
+            _spool_explanation(handle, explanation, None, reason)
+
+    def attach(self, handle: PredictionSpan, policy: str) -> None:
+        from ml_audit.services import attach_explanation
+
+        explanation = self.build()
+        if explanation is None:
+            return
+        try:
+            attach_explanation(prediction=handle.event, **explanation)
+        except (InvalidRecord, TypeError):
+            raise  # the builder returned something attach_explanation refuses: a bug
+        except Exception as exc:
+            logger.error(
+                "ml_audit: the explanation of prediction %s could not be written (%s: %s); it "
+                "is spooled for replay",
+                handle.prediction_id,
+                type(exc).__name__,
+                exc,
+            )
+            _spool_explanation(handle, explanation, handle.event._state.db, exc)
+            if policy == "fail":
+                raise AuditUnavailable() from exc
+
+
+def _spool_explanation(
+    handle: PredictionSpan, explanation: Mapping[str, Any], using: str | None, reason: object
+) -> None:
+    from ml_audit.services import explanation_record
+
+    get_pipeline().processor.spool_explanation(
+        handle.prediction_id, explanation_record(**explanation), using=using, reason=reason
+    )
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -79,9 +79,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import (
     DatabaseError,
@@ -98,10 +98,10 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from ml_audit import store
 from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.otel import conventions, pending
-from ml_audit.otel.spool import ReplayResult, Spool
-from ml_audit.records import PredictionRecord, revalidated
+from ml_audit.otel.spool import ReplayResult, Spool, SpooledExplanation
+from ml_audit.records import ExplanationRecord, PredictionRecord, revalidated
 
-__all__ = ["COUNTERS", "MLAuditSpanProcessor", "is_connection_error"]
+__all__ = ["COUNTERS", "MLAuditSpanProcessor", "is_connection_error", "run_untraced"]
 
 logger = logging.getLogger("ml_audit.otel")
 
@@ -398,7 +398,10 @@ class MLAuditSpanProcessor(SpanProcessor):
         (the active file is rotated first) and every ready file; see :mod:`~.spool`."""
         self.spool.rotate()
         result = self.spool.replay(
-            self._write_once, include_active=include_active, is_transient=is_connection_error
+            self._write_once,
+            include_active=include_active,
+            is_transient=is_connection_error,
+            write_explanation=self._write_explanation_once,
         )
         self._count("replayed", result.replayed)
         self._count("conflicts", result.conflicts)
@@ -699,7 +702,10 @@ class MLAuditSpanProcessor(SpanProcessor):
             self.spool.rotate()
             while True:
                 result = self.spool.replay(
-                    self._write_once, max_files=1, is_transient=is_connection_error
+                    self._write_once,
+                    max_files=1,
+                    is_transient=is_connection_error,
+                    write_explanation=self._write_explanation_once,
                 )
                 self._count("replayed", result.replayed)
                 self._count("conflicts", result.conflicts)
@@ -726,19 +732,14 @@ class MLAuditSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------ writing
 
     def _write_once(self, records: list[PredictionRecord], using: str | None) -> store.WriteResult:
-        """One ``write_many`` call, untraced; the connection is closed after a database error
-        (outside the caller's transaction) so that the next attempt reconnects."""
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
-            return store.write_many(records, using=using)
-        except DatabaseError:
-            with suppress(Exception):
-                connection = connections[store.resolve_alias(using)]
-                if not connection.in_atomic_block:
-                    connection.close()
-            raise
-        finally:
-            detach(token)
+        """One ``write_many`` call, untraced (see :meth:`_untraced`)."""
+        return run_untraced(using, store.write_many, records, using=using)
+
+    def _write_explanation_once(self, entry: SpooledExplanation, using: str | None) -> bool:
+        """A spooled explanation, written untraced; True when a revision was written."""
+        return run_untraced(
+            using, store.append_explanation_of, entry.prediction_id, entry.record, using=using
+        )
 
     def _write_with_retries(
         self, records: list[PredictionRecord], using: str | None
@@ -779,12 +780,30 @@ class MLAuditSpanProcessor(SpanProcessor):
 
     # ------------------------------------------------------------------ spooling
 
+    def spool_explanation(
+        self,
+        prediction_id: str,
+        record: ExplanationRecord,
+        *,
+        using: str | None = None,
+        reason: object = "the explanation could not be written",
+    ) -> None:
+        """Keep an explanation that could not be written (``record`` as it would be stored) in
+        the spool; replays write it after the records spooled before it, so after its
+        prediction when that was spooled too. Counted as ``spooled``; never raises (a spool
+        that cannot be written is logged and counted as ``dropped``)."""
+        self._spool_records([SpooledExplanation(prediction_id, record)], using, reason=reason)
+
     def _spool_items(self, items: list[_Item], *, reason: object) -> None:
         for using, records in _by_alias(items):
             self._spool_records(records, using, reason=reason)
 
     def _spool_records(
-        self, records: list[PredictionRecord], using: str | None, *, reason: object
+        self,
+        records: Sequence[PredictionRecord | SpooledExplanation],
+        using: str | None,
+        *,
+        reason: object,
     ) -> None:
         try:
             self.spool.append(records, using=using)
@@ -831,6 +850,26 @@ def _by_alias(items: Iterable[_Item]) -> list[tuple[str | None, list[PredictionR
     for item in items:
         groups.setdefault(item[1], []).append(_record_of(item))
     return list(groups.items())
+
+
+_T = TypeVar("_T")
+
+
+def run_untraced(alias: str | None, call: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``call(*args, **kwargs)`` with OpenTelemetry instrumentation suppressed (the library
+    never traces its own writes); after a database error the connection is closed (outside
+    the caller's transaction) so that the next attempt reconnects."""
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        return call(*args, **kwargs)
+    except DatabaseError:
+        with suppress(Exception):
+            connection = connections[store.resolve_alias(alias)]
+            if not connection.in_atomic_block:
+                connection.close()
+        raise
+    finally:
+        detach(token)
 
 
 def _in_atomic(using: str | None) -> bool:

@@ -4,6 +4,9 @@ The batch writer spools a record when its queue stays full or the database keeps
 replays the spool once a write succeeds again; ``manage.py ml_audit_replay`` replays it by hand.
 A spool file holds one record per line, ``json.dumps(record.to_dict())``, plus a ``"_using"``
 key when the record was meant for an explicit database alias. Only redacted records are spooled.
+A line may also hold an explanation waiting for the database (:class:`SpooledExplanation`:
+the prediction's id and the explanation as it would be stored); a replay writes it after the
+lines before it, so after its prediction when both were spooled by one process.
 
 Life cycle of a file (every file lives directly in the spool directory, created ``0o700``;
 files are ``0o600``)::
@@ -57,19 +60,21 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ml_audit.records import PredictionRecord
+from ml_audit.records import ExplanationRecord, PredictionRecord
 
 if TYPE_CHECKING:
     from ml_audit.store import WriteResult
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
+    "ExplanationWriter",
     "ReplayResult",
     "ReplayWriter",
     "Spool",
     "SpoolEntry",
+    "SpooledExplanation",
 ]
 
 logger = logging.getLogger("ml_audit.otel")
@@ -87,8 +92,26 @@ _NAME = re.compile(r"^spool-(?P<pid>\d+)-(?P<token>[0-9a-f]{32})(?P<suffix>\.[a-
 #: or None) and return the writer's per-record outcomes; raise if nothing could be written.
 ReplayWriter = Callable[[list[PredictionRecord], str | None], "WriteResult"]
 
-#: A record and the database alias it was meant for (None: the default audit alias).
-SpoolEntry = tuple[PredictionRecord, str | None]
+#: The ``"schema"`` of a spooled explanation's line.
+EXPLANATION_LINE_SCHEMA = "ml_audit.spooled_explanation/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpooledExplanation:
+    """An explanation that could not be written: the id of its prediction and the record as
+    ``attach_explanation`` would store it (validated, and redacted as the settings say)."""
+
+    prediction_id: str
+    record: ExplanationRecord
+
+
+#: ``write_explanation(entry, using)``: store a spooled explanation as a new revision of its
+#: prediction's explanation; True when a revision was written, False when the identical one was
+#: already current. Raises when the prediction is not stored (yet) or the database fails.
+ExplanationWriter = Callable[[SpooledExplanation, str | None], bool]
+
+#: A record or an explanation, and the database alias it was meant for (None: the default).
+SpoolEntry = tuple[PredictionRecord | SpooledExplanation, str | None]
 
 if sys.platform != "win32":
     import fcntl
@@ -155,11 +178,19 @@ class ReplayResult:
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
-def encode_line(record: PredictionRecord, using: str | None = None) -> bytes:
-    """One spool line (with its newline) for a redacted record."""
-    if not record.is_redacted:
+def encode_line(record: PredictionRecord | SpooledExplanation, using: str | None = None) -> bytes:
+    """One spool line (with its newline) for a redacted record or a spooled explanation."""
+    data: dict[str, Any]
+    if isinstance(record, SpooledExplanation):
+        data = {
+            "schema": EXPLANATION_LINE_SCHEMA,
+            "prediction_id": record.prediction_id,
+            "explanation": record.record.to_dict(),
+        }
+    elif not record.is_redacted:
         raise ValueError(f"record {record.prediction_id!r} was not redacted; it may not be spooled")
-    data = record.to_dict()
+    else:
+        data = record.to_dict()
     if using is not None:
         data[_USING_KEY] = using
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
@@ -178,6 +209,8 @@ def decode_line(line: bytes) -> SpoolEntry:
     using = data.pop(_USING_KEY, None)
     if using is not None and not isinstance(using, str):
         raise ValueError(f"{_USING_KEY} is not a string")
+    if data.get("schema") == EXPLANATION_LINE_SCHEMA:
+        return _decode_explanation(data), using
     try:
         record = PredictionRecord.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -185,6 +218,21 @@ def decode_line(line: bytes) -> SpoolEntry:
     if not record.is_redacted:
         raise ValueError("record is not redacted")
     return record, using
+
+
+def _decode_explanation(data: dict[str, Any]) -> SpooledExplanation:
+    prediction_id, explanation = data.get("prediction_id"), data.get("explanation")
+    if set(data) != {"schema", "prediction_id", "explanation"}:
+        raise ValueError("not a spooled explanation (unexpected keys)")
+    if not isinstance(prediction_id, str) or not prediction_id:
+        raise ValueError("spooled explanation without a prediction id")
+    if not isinstance(explanation, dict):
+        raise ValueError("spooled explanation without its explanation")
+    try:
+        record = ExplanationRecord.from_dict(explanation)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"not an explanation record ({type(exc).__name__}: {exc})") from None
+    return SpooledExplanation(prediction_id, record)
 
 
 def parse_name(path: Path) -> tuple[int, str] | None:
@@ -244,7 +292,10 @@ class Spool:
         return self._records
 
     def append(
-        self, records: Sequence[PredictionRecord], *, using: str | None = None
+        self,
+        records: Sequence[PredictionRecord | SpooledExplanation],
+        *,
+        using: str | None = None,
     ) -> Path | None:
         """Append redacted records to this process's active file, durably; return its path
         (None when ``records`` is empty: nothing is touched then).
@@ -398,9 +449,16 @@ class Spool:
         include_active: bool = False,
         max_files: int | None = None,
         is_transient: Callable[[BaseException], bool] | None = None,
+        write_explanation: ExplanationWriter | None = None,
     ) -> ReplayResult:
         """Write the records of every replayable file with ``write``, oldest file first, and
         delete each file once all its records are in the database.
+
+        Spooled explanations are written with ``write_explanation``, each after the records
+        before it; they count as records below (``inserted`` when a revision was written,
+        ``duplicates`` when the identical one was current). One that cannot be written (its
+        prediction is not stored yet, or no ``write_explanation`` was given) is kept in the
+        spool like a record that cannot be written.
 
         ``is_transient(exc)`` tells a failure of the database as a whole (connection lost:
         stop, the file goes back to ``.ready`` and its unwritten records count as ``failed``)
@@ -424,7 +482,9 @@ class Spool:
                 continue
             done += 1
             fd, replaying = claimed
-            result, stopped = self._replay_claimed(fd, replaying, write, batch_size, transient)
+            result, stopped = self._replay_claimed(
+                fd, replaying, write, write_explanation, batch_size, transient
+            )
             total.add(result)
             if stopped:
                 break
@@ -470,13 +530,14 @@ class Spool:
         fd: int,
         path: Path,
         write: ReplayWriter,
+        write_explanation: ExplanationWriter | None,
         batch_size: int,
         transient: Callable[[BaseException], bool],
     ) -> tuple[ReplayResult, bool]:
         """Replay one claimed file; ``(result, stopped)``, stopped on a transient failure."""
         result = ReplayResult()
         corrupt: list[tuple[int, bytes, str]] = []
-        held: dict[str | None, list[PredictionRecord]] = {}
+        held: dict[str | None, list[PredictionRecord | SpooledExplanation]] = {}
         chunk: list[PredictionRecord] = []
         chunk_using: str | None = None
         failure: BaseException | None = None
@@ -508,6 +569,35 @@ class Spool:
                 )
                 held.setdefault(using, []).append(records[0])
 
+        def write_spooled_explanation(entry: SpooledExplanation, using: str | None) -> None:
+            nonlocal failure
+            if failure is not None:
+                result.failed += 1
+                return
+            try:
+                if write_explanation is None:
+                    raise RuntimeError("this replay writes no explanations")
+                written = write_explanation(entry, using)
+            except Exception as exc:
+                if write_explanation is not None and transient(exc):
+                    failure = exc
+                    result.failed += 1
+                    return
+                logger.error(
+                    "ml_audit: spooled explanation of prediction %s from %s cannot be written "
+                    "(%s: %s); it is kept in the spool",
+                    entry.prediction_id,
+                    path.name,
+                    type(exc).__name__,
+                    exc,
+                )
+                held.setdefault(using, []).append(entry)
+                return
+            if written:
+                result.inserted += 1
+            else:
+                result.duplicates += 1
+
         def flush() -> None:
             if chunk:
                 if failure is None:
@@ -524,6 +614,10 @@ class Spool:
                     record, using = decode_line(line)
                 except ValueError as exc:
                     corrupt.append((lineno, line, str(exc)))
+                    continue
+                if isinstance(record, SpooledExplanation):
+                    flush()  # its prediction may be in the chunk
+                    write_spooled_explanation(record, using)
                     continue
                 if chunk and using != chunk_using:
                     flush()

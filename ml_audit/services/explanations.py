@@ -13,7 +13,7 @@ from ml_audit.models import Explanation, PredictionEvent
 from ml_audit.otel.spans import emit_explanation_span
 from ml_audit.records import ExplanationRecord
 
-__all__ = ["attach_explanation", "resolve_prediction"]
+__all__ = ["attach_explanation", "explanation_record", "resolve_prediction"]
 
 
 def resolve_prediction(
@@ -60,6 +60,31 @@ def resolve_prediction(
     return found
 
 
+def explanation_record(
+    method: str,
+    payload: Any,
+    summary_text: str = "",
+    *,
+    method_version: str = "",
+    status: str = "success",
+    generated_at: dt.datetime | None = None,
+) -> ExplanationRecord:
+    """The explanation :func:`attach_explanation` stores for these arguments: validated, and
+    redacted when ``ML_AUDIT['REDACT_PAYLOADS']`` names ``"explanation"``."""
+    record = ExplanationRecord.create(
+        method=method,
+        payload=payload,
+        summary_text=summary_text,
+        method_version=method_version,
+        status=status,
+        generated_at=generated_at,
+        naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
+    )
+    if "explanation" in audit_settings.REDACT_PAYLOADS:
+        record = record.redact(audit_settings.redaction_policy)
+    return record
+
+
 def attach_explanation(
     prediction: PredictionEvent | uuid.UUID | str,
     method: str,
@@ -81,17 +106,14 @@ def attach_explanation(
     Raises :class:`~ml_audit.exceptions.PredictionNotFound` when the prediction does not exist
     and :class:`~ml_audit.exceptions.InvalidRecord` for invalid arguments.
     """
-    record = ExplanationRecord.create(
-        method=method,
-        payload=payload,
-        summary_text=summary_text,
+    record = explanation_record(
+        method,
+        payload,
+        summary_text,
         method_version=method_version,
         status=status,
         generated_at=generated_at,
-        naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
     )
-    if "explanation" in audit_settings.REDACT_PAYLOADS:
-        record = record.redact(audit_settings.redaction_policy)
     event = resolve_prediction(prediction, using=using)
     explanation, written = store.append_explanation(event, record, using=using or event._state.db)
     if not written:

@@ -254,12 +254,14 @@ def test_fail_policy_withholds_the_prediction_with_503_and_spools_the_record(
     assert response.data["detail"].code == "audit_unavailable"
     assert "score" not in response.data
     processor = get_pipeline().processor
-    assert processor.stats()["spooled"] == 1
+    assert processor.stats()["spooled"] == 2  # the record, then its explanation
     monkeypatch.undo()
     result = processor.replay_spool(include_active=True)
-    assert result.inserted == 1
+    assert result.inserted == 2
     event = PredictionEvent.objects.get()
     assert (event.status, event.decision_outcome) == ("success", "flagged")
+    assert event.explanation is not None
+    assert event.explanation.method == "reason_codes"
 
 
 def test_serve_policy_serves_and_spools(
@@ -276,11 +278,14 @@ def test_serve_policy_serves_and_spools(
     pid = response.data["prediction_id"]
     assert response.data["score"] == 0.9
     assert any(pid in r.getMessage() and "spooled" in r.getMessage() for r in caplog.records)
-    assert get_pipeline().processor.stats()["spooled"] == 1
+    assert get_pipeline().processor.stats()["spooled"] == 2  # the record and its explanation
     assert PredictionEvent.objects.count() == 0
     monkeypatch.undo()
-    assert get_pipeline().processor.replay_spool(include_active=True).inserted == 1
-    assert PredictionEvent.objects.get().prediction_id == pid
+    assert get_pipeline().processor.replay_spool(include_active=True).inserted == 2
+    event = PredictionEvent.objects.get()
+    assert event.prediction_id == pid
+    assert event.explanation is not None
+    assert event.explanation.revision == 1
 
 
 def test_fail_policy_when_only_the_explanation_cannot_be_written(
@@ -292,9 +297,37 @@ def test_fail_policy_when_only_the_explanation_cannot_be_written(
     monkeypatch.setattr("ml_audit.services.attach_explanation", down)
     response = post(client, "/score/", income=5000, email=EMAIL, mode="ok")
     assert response.status_code == 503
-    # The prediction itself is recorded: the auditor sees it had no explanation.
+    # The prediction itself is recorded; its explanation waits in the spool.
     event = PredictionEvent.objects.get()
     assert event.explanation is None
+    processor = get_pipeline().processor
+    assert processor.stats()["spooled"] == 1
+    monkeypatch.undo()
+    result = processor.replay_spool(include_active=True)
+    assert (result.inserted, result.duplicates) == (1, 0)
+    event = PredictionEvent.objects.get()
+    assert event.explanation is not None
+    assert event.explanation.prediction_id == event.pk
+    # Replaying again writes nothing twice.
+    assert processor.replay_spool(include_active=True).replayed == 0
+    assert event.explanations.count() == 1
+
+
+def test_serve_policy_spools_an_explanation_whose_write_failed(
+    client: APIClient, audit_settings_with: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit_settings_with(ON_AUDIT_FAILURE="serve")
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("connection lost")
+
+    monkeypatch.setattr("ml_audit.services.attach_explanation", down)
+    response = post(client, "/score/", income=5000, email=EMAIL, mode="ok")
+    assert response.status_code == 200
+    assert get_pipeline().processor.stats()["spooled"] == 1
+    monkeypatch.undo()
+    assert get_pipeline().processor.replay_spool(include_active=True).inserted == 1
+    assert PredictionEvent.objects.get(prediction_id=response.data["prediction_id"]).explanation
 
 
 def test_the_setting_is_validated(audit_settings_with: Any) -> None:

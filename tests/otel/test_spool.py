@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import logging
@@ -22,8 +23,8 @@ from hypothesis import strategies as st
 
 from ml_audit import store
 from ml_audit.models import PredictionEvent
-from ml_audit.otel.spool import Spool, decode_line, encode_line
-from ml_audit.records import PredictionRecord
+from ml_audit.otel.spool import Spool, SpooledExplanation, decode_line, encode_line
+from ml_audit.records import ExplanationRecord, PredictionRecord
 from tests import factories
 
 
@@ -487,3 +488,138 @@ def _call(directory: Path, *args: str) -> str:
     out = StringIO()
     call_command("ml_audit_replay", "--spool-dir", str(directory), *args, stdout=out)
     return out.getvalue()
+
+
+# ------------------------------------------------------------------------------ explanations
+
+
+def explanation(method: str = "shap", **overrides: Any) -> ExplanationRecord:
+    return ExplanationRecord.create(
+        method=method,
+        payload={"income": 0.4, "age": -0.1, **overrides.pop("payload", {})},
+        summary_text=overrides.pop("summary_text", "Income raised the score."),
+        method_version="0.45",
+        generated_at=dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC),
+        **overrides,
+    )
+
+
+def test_an_explanation_survives_the_spool_unchanged(spool: Spool) -> None:
+    entry = SpooledExplanation("p-1", explanation(payload={"ünï": [1, 2.5, None]}))
+    assert decode_line(encode_line(entry)) == (entry, None)
+    assert decode_line(encode_line(entry, "audit")) == (entry, "audit")
+    spool.append([redacted(prediction_id="p-1"), entry], using="audit")
+    (path,) = [p for p in spool.directory.iterdir()]
+    lines = path.read_bytes().splitlines(True)
+    assert [decode_line(line)[0] for line in lines][1] == entry
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"prediction_id": ""}, "without a prediction id"),
+        ({"prediction_id": 7}, "without a prediction id"),
+        ({"explanation": "shap"}, "without its explanation"),
+        ({"extra": 1}, "unexpected keys"),
+        ({"explanation": {"method": "shap"}}, "not an explanation record"),
+        ({"explanation": {**explanation().to_dict(), "status": "bogus"}}, "status"),
+        ({"explanation": {**explanation().to_dict(), "generated_at": "noon"}}, "generated_at"),
+        ({"explanation": {**explanation().to_dict(), "generated_at": 5}}, "generated_at"),
+    ],
+)
+def test_a_malformed_spooled_explanation_is_unreadable(change: dict[str, Any], reason: str) -> None:
+    data = json.loads(encode_line(SpooledExplanation("p-1", explanation())))
+    data.update(change)
+    with pytest.raises(ValueError, match=reason):
+        decode_line(json.dumps(data).encode() + b"\n")
+
+
+class FakeExplanationWriter:
+    """Records its calls (into ``log`` shared with a FakeWriter's ids when given)."""
+
+    def __init__(self, fail_with: BaseException | None = None, written: bool = True) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+        self.fail_with = fail_with
+        self.written = written
+
+    def __call__(self, entry: SpooledExplanation, using: str | None) -> bool:
+        self.calls.append((entry.prediction_id, using))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.written
+
+
+def test_replay_writes_an_explanation_after_the_records_before_it(spool: Spool) -> None:
+    order: list[str] = []
+    spool.append([redacted(prediction_id="a"), redacted(prediction_id="b")])
+    spool.append([SpooledExplanation("b", explanation())])
+    spool.append([redacted(prediction_id="c")])
+    spool.rotate()
+
+    def write(records: list[PredictionRecord], using: str | None) -> store.WriteResult:
+        order.extend(r.prediction_id for r in records)
+        return store.WriteResult([store.WriteOutcome(r, None, created=True) for r in records])
+
+    def write_explanation(entry: SpooledExplanation, using: str | None) -> bool:
+        order.append(f"explanation of {entry.prediction_id}")
+        return True
+
+    result = spool.replay(write, write_explanation=write_explanation)
+    assert order == ["a", "b", "explanation of b", "c"]  # the chunk before it is flushed first
+    assert (result.files, result.inserted, result.duplicates, result.failed) == (1, 4, 0, 0)
+    assert spool.ready_files() == []
+
+
+def test_an_identical_explanation_already_current_counts_as_a_duplicate(spool: Spool) -> None:
+    spool.append([SpooledExplanation("p", explanation())])
+    spool.rotate()
+    result = spool.replay(FakeWriter(), write_explanation=FakeExplanationWriter(written=False))
+    assert (result.inserted, result.duplicates, result.files) == (0, 1, 1)
+
+
+def test_an_explanation_that_cannot_be_written_stays_in_the_spool(
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = SpooledExplanation("not-yet", explanation())
+    spool.append([redacted(prediction_id="r"), entry])
+    spool.rotate()
+    missing = FakeExplanationWriter(fail_with=LookupError("no prediction 'not-yet' (yet)"))
+    with caplog.at_level(logging.ERROR, logger="ml_audit.otel"):
+        result = spool.replay(FakeWriter(), write_explanation=missing, is_transient=lambda e: False)
+    assert (result.files, result.inserted, result.failed) == (1, 1, 1)
+    assert "explanation of prediction not-yet" in caplog.text
+    spool.rotate()
+    (kept,) = spool.ready_files()
+    assert [decode_line(line)[0] for line in kept.read_bytes().splitlines(True)] == [entry]
+    # Without an explanation writer it is kept too; with one, it is written at last.
+    assert spool.replay(FakeWriter()).failed == 1
+    spool.rotate()
+    writer = FakeExplanationWriter()
+    assert spool.replay(FakeWriter(), write_explanation=writer).inserted == 1
+    assert writer.calls == [("not-yet", None)]
+
+
+def test_a_database_failure_on_an_explanation_stops_the_replay(spool: Spool) -> None:
+    spool.append([SpooledExplanation("p", explanation()), redacted(prediction_id="after")])
+    ready = spool.rotate()
+    down = FakeExplanationWriter(fail_with=OperationalError("server closed the connection"))
+    writer = FakeWriter()
+    result = spool.replay(writer, write_explanation=down)
+    assert (result.files, result.failed) == (0, 2)
+    assert writer.calls == []  # nothing after the failure was tried
+    assert spool.ready_files() == [ready]
+
+
+@pytest.mark.django_db
+def test_replay_command_writes_spooled_explanations_after_their_predictions(
+    spool: Spool,
+) -> None:
+    record = redacted(prediction_id="cmd-x")
+    spool.append([record, SpooledExplanation("cmd-x", explanation())])
+    spool.rotate()
+    out = _call(spool.directory)
+    assert "2 record(s) in the database (2 inserted, 0 already stored)" in out
+    event = PredictionEvent.objects.get(prediction_id="cmd-x")
+    assert event.explanation is not None
+    assert (event.explanation.method, event.explanation.revision) == ("shap", 1)
+    assert store.verify_explanation(event.explanation)

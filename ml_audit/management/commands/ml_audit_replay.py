@@ -1,4 +1,5 @@
-"""``manage.py ml_audit_replay``: write spooled prediction records into the database.
+"""``manage.py ml_audit_replay``: write spooled prediction records (and explanations) into the
+database.
 
 The batch writer replays its spool by itself once the database is back; this command is for
 what is left over, e.g. after the process that spooled was stopped, or to recover files of a
@@ -15,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
 from ml_audit import store
 from ml_audit.conf import audit_settings
-from ml_audit.otel.processor import is_connection_error
-from ml_audit.otel.spool import DEFAULT_REPLAY_BATCH_SIZE, Spool
+from ml_audit.otel.processor import is_connection_error, run_untraced
+from ml_audit.otel.spool import DEFAULT_REPLAY_BATCH_SIZE, Spool, SpooledExplanation
 from ml_audit.records import PredictionRecord
 
 
@@ -64,11 +64,14 @@ class Command(BaseCommand):
         spool = Spool(directory)
 
         def write(records: list[PredictionRecord], using: str | None) -> store.WriteResult:
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-            try:
-                return store.write_many(records, using=forced or using)
-            finally:
-                detach(token)
+            alias = forced or using
+            return run_untraced(alias, store.write_many, records, using=alias)
+
+        def write_explanation(entry: SpooledExplanation, using: str | None) -> bool:
+            alias = forced or using
+            return run_untraced(
+                alias, store.append_explanation_of, entry.prediction_id, entry.record, using=alias
+            )
 
         try:
             result = spool.replay(
@@ -76,6 +79,7 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 include_active=options["include_active"],
                 is_transient=is_connection_error,
+                write_explanation=write_explanation,
             )
         finally:
             spool.close()  # records kept back by this replay become a ready file again
