@@ -54,9 +54,23 @@ def setup() -> str:
 
 
 def _recreate_postgres_database(database: dict[str, str]) -> None:
+    with _server_connection(database) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database["NAME"]}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{database["NAME"]}"')
+
+
+def _database_exists(database: dict[str, Any]) -> bool:
+    with _server_connection(database) as admin:
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database["NAME"]])
+        return found.fetchone() is not None
+
+
+def _server_connection(database: dict[str, Any]) -> Any:
+    """An autocommit connection to the server of ``database`` (its ``postgres`` database), for
+    creating and looking up databases."""
     import psycopg
 
-    admin = psycopg.connect(
+    return psycopg.connect(
         dbname="postgres",
         user=database["USER"] or None,
         password=database["PASSWORD"] or None,
@@ -64,6 +78,3 @@ def _recreate_postgres_database(database: dict[str, str]) -> None:
         port=database["PORT"] or None,
         autocommit=True,
     )
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{database["NAME"]}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{database["NAME"]}"')

@@ -65,7 +65,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import django
-from _django import ROOT, _recreate_postgres_database
+from _django import ROOT, _database_exists, _recreate_postgres_database
 from django.conf import settings
 
 API = "/api/ml-audit/predictions/"
@@ -148,21 +148,6 @@ def setup(
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def _database_exists(database: dict[str, Any]) -> bool:
-    import psycopg
-
-    with psycopg.connect(
-        dbname="postgres",
-        user=database["USER"] or None,
-        password=database["PASSWORD"] or None,
-        host=database["HOST"] or None,
-        port=database["PORT"] or None,
-        autocommit=True,
-    ) as admin:
-        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database["NAME"]])
-        return found.fetchone() is not None
 
 
 # --reuse: what load() returned, kept in the benchmark database beside the data it describes.

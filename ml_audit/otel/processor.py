@@ -733,12 +733,12 @@ class MLAuditSpanProcessor(SpanProcessor):
 
     def _write_once(self, records: list[PredictionRecord], using: str | None) -> store.WriteResult:
         """One ``write_many`` call, untraced (see :meth:`_untraced`)."""
-        return run_untraced(using, store.write_many, records, using=using)
+        return run_untraced(store.write_many, records, using=using)
 
     def _write_explanation_once(self, entry: SpooledExplanation, using: str | None) -> bool:
         """A spooled explanation, written untraced; True when a revision was written."""
         return run_untraced(
-            using, store.append_explanation_of, entry.prediction_id, entry.record, using=using
+            store.append_explanation_of, entry.prediction_id, entry.record, using=using
         )
 
     def _write_with_retries(
@@ -809,8 +809,8 @@ class MLAuditSpanProcessor(SpanProcessor):
             self.spool.append(records, using=using)
         except Exception as exc:
             logger.error(
-                "ml_audit: LOST %d prediction(s) %s: they could not be written (%s) nor "
-                "spooled to %s (%s: %s)",
+                "ml_audit: LOST %d record(s) of prediction(s) %s: they could not be written "
+                "(%s) nor spooled to %s (%s: %s)",
                 len(records),
                 ", ".join(r.prediction_id for r in records),
                 reason,
@@ -821,7 +821,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             self._count("dropped", len(records))
             return
         logger.warning(
-            "ml_audit: spooled %d prediction(s) to %s (%s)",
+            "ml_audit: spooled %d record(s) to %s (%s)",
             len(records),
             self.spool.directory,
             reason,
@@ -855,16 +855,16 @@ def _by_alias(items: Iterable[_Item]) -> list[tuple[str | None, list[PredictionR
 _T = TypeVar("_T")
 
 
-def run_untraced(alias: str | None, call: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-    """``call(*args, **kwargs)`` with OpenTelemetry instrumentation suppressed (the library
-    never traces its own writes); after a database error the connection is closed (outside
-    the caller's transaction) so that the next attempt reconnects."""
+def run_untraced(call: Callable[..., _T], *args: Any, using: str | None, **kwargs: Any) -> _T:
+    """``call(*args, using=using, **kwargs)`` with OpenTelemetry instrumentation suppressed
+    (the library never traces its own writes); after a database error the connection of
+    ``using`` is closed (outside the caller's transaction) so that the next attempt reconnects."""
     token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     try:
-        return call(*args, **kwargs)
+        return call(*args, using=using, **kwargs)
     except DatabaseError:
         with suppress(Exception):
-            connection = connections[store.resolve_alias(alias)]
+            connection = connections[store.resolve_alias(using)]
             if not connection.in_atomic_block:
                 connection.close()
         raise

@@ -574,29 +574,31 @@ class Spool:
             if failure is not None:
                 result.failed += 1
                 return
-            try:
-                if write_explanation is None:
-                    raise RuntimeError("this replay writes no explanations")
-                written = write_explanation(entry, using)
-            except Exception as exc:
-                if write_explanation is not None and transient(exc):
-                    failure = exc
-                    result.failed += 1
+            error: BaseException = RuntimeError("this replay writes no explanations")
+            if write_explanation is not None:
+                try:
+                    written = write_explanation(entry, using)
+                except Exception as exc:
+                    if transient(exc):
+                        failure = exc
+                        result.failed += 1
+                        return
+                    error = exc
+                else:
+                    if written:
+                        result.inserted += 1
+                    else:
+                        result.duplicates += 1
                     return
-                logger.error(
-                    "ml_audit: spooled explanation of prediction %s from %s cannot be written "
-                    "(%s: %s); it is kept in the spool",
-                    entry.prediction_id,
-                    path.name,
-                    type(exc).__name__,
-                    exc,
-                )
-                held.setdefault(using, []).append(entry)
-                return
-            if written:
-                result.inserted += 1
-            else:
-                result.duplicates += 1
+            logger.error(
+                "ml_audit: spooled explanation of prediction %s from %s cannot be written "
+                "(%s: %s); it is kept in the spool",
+                entry.prediction_id,
+                path.name,
+                type(error).__name__,
+                error,
+            )
+            held.setdefault(using, []).append(entry)
 
         def flush() -> None:
             if chunk:

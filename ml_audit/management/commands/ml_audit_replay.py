@@ -64,13 +64,14 @@ class Command(BaseCommand):
         spool = Spool(directory)
 
         def write(records: list[PredictionRecord], using: str | None) -> store.WriteResult:
-            alias = forced or using
-            return run_untraced(alias, store.write_many, records, using=alias)
+            return run_untraced(store.write_many, records, using=forced or using)
 
         def write_explanation(entry: SpooledExplanation, using: str | None) -> bool:
-            alias = forced or using
             return run_untraced(
-                alias, store.append_explanation_of, entry.prediction_id, entry.record, using=alias
+                store.append_explanation_of,
+                entry.prediction_id,
+                entry.record,
+                using=forced or using,
             )
 
         try:
