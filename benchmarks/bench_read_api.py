@@ -225,7 +225,7 @@ def prediction_rows(
         actor_id, tenant = actors[rng.randrange(len(actors))]
         features: dict[str, Any] = {f"f{j}": round(rng.gauss(0, 1), 4) for j in range(8)}
         features["country"] = COUNTRIES[i % len(COUNTRIES)]
-        features["email"] = "****"
+        features["email"] = "*****"
         outcome = OUTCOMES[0 if confidence >= 0.66 else 1 if confidence >= 0.33 else 2]
         yield (
             str(uuid7_at(when, rng)),
@@ -265,7 +265,7 @@ def load(rows: int) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     models = ModelVersion.objects.bulk_create(
-        ModelVersion(name=f"model_{m:02d}", version="1.0", framework="sklearn")
+        ModelVersion(model_name=f"model_{m:02d}", version="1.0", framework="sklearn")
         for m in range(MODELS)
     )
     actors = RequestingActor.objects.bulk_create(

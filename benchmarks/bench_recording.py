@@ -55,7 +55,7 @@ def main() -> None:
 
     def raw(i: int) -> None:
         redacted = features(i)
-        redacted["email"] = "****"
+        redacted["email"] = "*****"
         PredictionEvent.objects.create(
             id=uuid7(),
             prediction_id=f"raw-{i}",

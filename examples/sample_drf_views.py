@@ -102,7 +102,7 @@ class FraudScoreView(APIView):
         )
 
 
-def explain_fraud(request: Request, features: Any, output: Any) -> dict[str, Any]:
+def explain_fraud(features: Any, output: Any, prediction: Any) -> dict[str, Any]:
     return {"method": "reason_codes", "payload": {"feature_importances": fraud_terms(features)}}
 
 

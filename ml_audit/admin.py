@@ -372,10 +372,14 @@ class ExplanationAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
 
 
+#: 0.2.0's (misspelt) name of the explanation admin, kept for code that subclasses it.
+explanationnAdmin = ExplanationAdmin
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ("name", "version", "framework", "created_at")
-    search_fields = ("name", "version")
+    list_display = ("model_name", "version", "framework", "is_active", "created_at")
+    search_fields = ("model_name", "version")
 
 
 @admin.register(RequestingActor)

@@ -25,7 +25,18 @@ from django.utils.module_loading import import_string
 from ml_audit.exceptions import ConfigurationError
 from ml_audit.redaction import RedactionPolicy
 
-__all__ = ["DEFAULTS", "REDACTABLE_PAYLOADS", "MLAuditSettings", "audit_settings", "trace_url"]
+__all__ = [
+    "DEFAULTS",
+    "REDACTABLE_PAYLOADS",
+    "MLAuditSettings",
+    "RedactionConfig",
+    "audit_settings",
+    "get_redaction_config",
+    "trace_url",
+]
+
+#: 0.2.0's name of the redaction settings object: it is :class:`RedactionPolicy`.
+RedactionConfig = RedactionPolicy
 
 #: Payloads that REDACT_PAYLOADS may name. Features are always redacted.
 REDACTABLE_PAYLOADS = ("features", "output", "metadata", "auth_context", "explanation")
@@ -401,3 +412,12 @@ def trace_url(trace_id: str) -> str | None:
 def _reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {"ML_AUDIT", "ML_AUDIT_REDACTION", "DATABASES"}:
         audit_settings.reload()
+
+
+def get_redaction_config() -> RedactionPolicy:
+    """The redaction policy in force (``ML_AUDIT['REDACTION']`` over ``ML_AUDIT_REDACTION``).
+
+    0.2.0's name; ``allowlist``, ``denylist``, ``mask_value`` and ``is_sensitive(name)`` work
+    as they did there.
+    """
+    return audit_settings.redaction_policy

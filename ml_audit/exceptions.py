@@ -7,7 +7,7 @@ working.
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db import NotSupportedError
 
 __all__ = [
@@ -57,8 +57,21 @@ class PredictionNotFound(MLAuditError, ObjectDoesNotExist):
     """No prediction matches the given instance, UUID primary key or ``prediction_id``."""
 
 
-class AppendOnlyError(MLAuditError, NotSupportedError):
-    """An update or delete of an append-only audit row was attempted."""
+class AppendOnlyError(MLAuditError, NotSupportedError, ValidationError):
+    """An update or delete of an append-only audit row was attempted.
+
+    Also a ``django.core.exceptions.ValidationError``, the type django-ml-audit 0.2.0 raised
+    for the same refusal, so its callers' ``except ValidationError`` keeps working.
+    """
+
+    def __init__(self, message: str) -> None:
+        ValidationError.__init__(self, message, code="append_only")
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+    def __repr__(self) -> str:
+        return f"AppendOnlyError({self.message!r})"
 
 
 class ConfigurationError(MLAuditError, ImproperlyConfigured):

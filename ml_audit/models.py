@@ -23,11 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessLog",
+    "ActorTypeChoice",
     "AppendOnlyModel",
     "AppendOnlyQuerySet",
     "Explanation",
+    "ExplanationStatus",
+    "FrameworkChoice",
     "ModelVersion",
     "PredictionEvent",
+    "PredictionStatus",
     "RequestingActor",
 ]
 
@@ -76,8 +80,14 @@ class AppendOnlyModel(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise _refuse(type(self), "save() of an existing row")
+        if self._record_insert(kwargs.get("using")):
+            return
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
+
+    def _record_insert(self, using: str | None) -> bool:
+        """Insert through the recording path instead of as given (True), or not (False)."""
+        return False
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         if purge_allowed.get() != self._state.db:
@@ -85,26 +95,70 @@ class AppendOnlyModel(models.Model):
         return super().delete(*args, **kwargs)
 
 
-class ModelVersion(models.Model):
-    """A deployed model: logical name + version, with optional build provenance."""
+class FrameworkChoice(models.TextChoices):
+    """Common values of :attr:`ModelVersion.framework` (any other string is accepted too)."""
 
-    name = models.CharField(max_length=records.MAX_MODEL_NAME)
+    SKLEARN = "sklearn"
+    XGBOOST = "xgboost"
+    LIGHTGBM = "lightgbm"
+    OTHER = "other"
+
+
+class ActorTypeChoice(models.TextChoices):
+    """The kinds of :class:`RequestingActor`."""
+
+    USER = "user"
+    SERVICE = "service"
+    API_KEY = "api_key"
+    JOB = "job"
+    OTHER = "other"
+
+
+class PredictionStatus(models.TextChoices):
+    """How a prediction attempt ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+class ExplanationStatus(models.TextChoices):
+    """How the generation of an explanation ended (``PredictionStatus`` values, and pending)."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    PARTIAL = "partial"
+    PENDING = "pending"
+
+
+class ModelVersion(models.Model):
+    """A deployed model: logical name + version, with optional build provenance.
+
+    A registry row, not an audit row: provenance may be added after the first prediction
+    (:func:`ml_audit.services.register_model_version`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
+    model_name = models.CharField(max_length=255)
     version = models.CharField(max_length=records.MAX_MODEL_VERSION)
     framework = models.CharField(max_length=100, blank=True, default="")
-    build_id = models.CharField(max_length=200, blank=True, default="")
-    commit_hash = models.CharField(max_length=64, blank=True, default="")
+    build_id = models.CharField(max_length=255, blank=True, default="")
+    commit_hash = models.CharField(max_length=255, blank=True, default="")
     config_snapshot = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ("name", "version")
+        ordering = ("model_name", "version")
         constraints = [
-            models.UniqueConstraint(fields=("name", "version"), name="ml_audit_model_name_version")
+            models.UniqueConstraint(
+                fields=("model_name", "version"), name="ml_audit_model_name_version"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.name}@{self.version}"
+        return f"{self.model_name}@{self.version}"
 
 
 class RequestingActor(models.Model):
@@ -115,14 +169,10 @@ class RequestingActor(models.Model):
     details (IP, user agent, auth context) live on each ``PredictionEvent``.
     """
 
-    class ActorType(models.TextChoices):
-        USER = "user"
-        SERVICE = "service"
-        API_KEY = "api_key"
-        JOB = "job"
-        OTHER = "other"
+    ActorType = ActorTypeChoice
 
-    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
+    actor_type = models.CharField(max_length=32, choices=ActorTypeChoice.choices)
     actor_id = models.CharField(max_length=records.MAX_ACTOR_ID)
     tenant_id = models.CharField(max_length=records.MAX_TENANT_ID, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -143,10 +193,7 @@ class RequestingActor(models.Model):
 class PredictionEvent(AppendOnlyModel):
     """One prediction call, as it was: redacted inputs, output, context and a content hash."""
 
-    class Status(models.TextChoices):
-        SUCCESS = "success"
-        FAILED = "failed"
-        PARTIAL = "partial"
+    Status = PredictionStatus
 
     id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
     prediction_id = models.CharField(max_length=records.MAX_PREDICTION_ID, unique=True)
@@ -179,7 +226,9 @@ class PredictionEvent(AppendOnlyModel):
     decision_outcome = models.CharField(
         max_length=records.MAX_DECISION_OUTCOME, blank=True, default=""
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCESS)
+    status = models.CharField(
+        max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.SUCCESS
+    )
     error_type = models.CharField(max_length=records.MAX_ERROR_TYPE, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     latency_ms = models.FloatField(null=True, blank=True)
@@ -222,6 +271,14 @@ class PredictionEvent(AppendOnlyModel):
     def __str__(self) -> str:
         return f"{self.prediction_id} ({self.model_id})"
 
+    def _record_insert(self, using: str | None) -> bool:
+        # ORM inserts (0.2.0's API) are recorded like any call: redacted, hashed, one writer.
+        # The one place where the models room calls up into services: see ARCHITECTURE.md.
+        from ml_audit.services.instances import record_prediction_instance
+
+        record_prediction_instance(self, using)
+        return True
+
     @property
     def explanation(self) -> Explanation | None:
         """The current explanation (highest revision), or ``None``.
@@ -246,10 +303,7 @@ class Explanation(AppendOnlyModel):
     history. Rows are append-only like predictions.
     """
 
-    class Status(models.TextChoices):
-        SUCCESS = "success"
-        FAILED = "failed"
-        PENDING = "pending"
+    Status = ExplanationStatus
 
     id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
     prediction = models.ForeignKey(
@@ -260,7 +314,9 @@ class Explanation(AppendOnlyModel):
     method_version = models.CharField(max_length=64, blank=True, default="")
     payload = models.JSONField(default=dict)
     summary_text = models.TextField(blank=True, default="")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCESS)
+    status = models.CharField(
+        max_length=16, choices=ExplanationStatus.choices, default=ExplanationStatus.SUCCESS
+    )
     generated_at = models.DateTimeField()
     created_at = models.DateTimeField()
     content_hash = models.CharField(max_length=64)
@@ -279,6 +335,12 @@ class Explanation(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.method} r{self.revision} for {self.prediction_id}"
+
+    def _record_insert(self, using: str | None) -> bool:
+        from ml_audit.services.instances import record_explanation_instance
+
+        record_explanation_instance(self, using)
+        return True
 
 
 class AccessLog(AppendOnlyModel):

@@ -573,6 +573,8 @@ class ActorPayload:
     ``actor_type`` is one of :data:`ACTOR_TYPES`; ``actor_id`` and ``tenant_id`` may be given as
     ints (stored as strings). ``ip_address``, ``user_agent`` and ``auth_context`` describe this
     request and are stored on the prediction event, not on the shared actor row.
+    ``auth_token`` is 0.2.0's name of ``auth_context``: given, it becomes ``auth_context``
+    (and reads back as ``None``).
     """
 
     actor_type: str
@@ -581,8 +583,16 @@ class ActorPayload:
     ip_address: str | None = None
     user_agent: str | None = None
     auth_context: Mapping[str, Any] | None = None
+    auth_token: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.auth_token is not None:
+            if self.auth_context is not None:
+                raise InvalidRecord(
+                    "actor.auth_token", "give auth_context or its 0.2.0 name auth_token, not both"
+                )
+            object.__setattr__(self, "auth_context", self.auth_token)
+            object.__setattr__(self, "auth_token", None)
         if self.actor_type not in ACTOR_TYPES:
             raise InvalidRecord(
                 "actor.actor_type",
@@ -620,6 +630,32 @@ class ActorPayload:
             )
 
     @classmethod
+    def stored(
+        cls,
+        *,
+        actor_type: str,
+        actor_id: str,
+        tenant_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        auth_context: Mapping[str, Any] | None,
+    ) -> ActorPayload:
+        """The actor of a stored row, as stored: not validated again, so that reading back
+        never refuses what was written (by this release or an earlier one)."""
+        actor = object.__new__(cls)
+        for name, value in (
+            ("actor_type", actor_type),
+            ("actor_id", actor_id),
+            ("tenant_id", tenant_id),
+            ("ip_address", ip_address),
+            ("user_agent", user_agent),
+            ("auth_context", auth_context),
+            ("auth_token", None),
+        ):
+            object.__setattr__(actor, name, value)
+        return actor
+
+    @classmethod
     def coerce(cls, value: ActorPayload | Mapping[str, Any] | None) -> ActorPayload | None:
         """Accept an ``ActorPayload``, a mapping of its fields, or ``None``."""
         if value is None or isinstance(value, ActorPayload):
@@ -634,6 +670,13 @@ class ActorPayload:
     def identity(self) -> dict[str, str]:
         """The fields that identify the shared actor row."""
         return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
+
+
+def _actor_dict(actor: ActorPayload) -> dict[str, Any]:
+    """The actor's fields for a spool file (``auth_token`` is only an input alias)."""
+    fields = dataclasses.asdict(actor)
+    del fields["auth_token"]
+    return fields
 
 
 #: Values cached on a record (``functools.cached_property``, in its ``__dict__``) and the
@@ -962,7 +1005,7 @@ class PredictionRecord:
             "model_name": self.model_name,
             "model_version": self.model_version,
             "environment": self.environment,
-            "actor": dataclasses.asdict(self.actor) if self.actor else None,
+            "actor": _actor_dict(self.actor) if self.actor else None,
             "features": self.features,
             "output": self.output,
             "confidence": self.confidence,
@@ -1190,7 +1233,7 @@ def create_draft(
     return record, prepared
 
 
-EXPLANATION_STATUSES = ("success", "failed", "pending")
+EXPLANATION_STATUSES = ("success", "failed", "partial", "pending")
 MAX_EXPLANATION_METHOD = 64
 
 

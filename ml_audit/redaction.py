@@ -105,7 +105,7 @@ DETECTORS: tuple[str, ...] = (
     "api_key",
 )
 MODES: tuple[str, ...] = ("mask", "hash", "drop")
-DEFAULT_MASK_VALUE = "****"
+DEFAULT_MASK_VALUE = "*****"  # 0.2.0's mask, kept so that old and new rows read alike
 POLICY_SCHEMA = 1  # bump when the rules change meaning
 
 #: Built-in sensitive phrases, space-separated tokens. A key is sensitive when its tokens end
@@ -860,6 +860,17 @@ class RedactionPolicy:
         version without revealing it.
         """
         return self._version
+
+    @property
+    def default_sensitive_names(self) -> frozenset[str]:
+        """The built-in sensitive key phrases (:data:`SENSITIVE_PHRASES`; 0.2.0's name)."""
+        return frozenset(SENSITIVE_PHRASES)
+
+    def is_sensitive(self, field_name: str) -> bool:
+        """Whether a top-level feature named ``field_name`` is replaced whatever its value
+        (denied, or a sensitive name that is not allowed): 0.2.0's
+        ``RedactionConfig.is_sensitive``. Values under other names are still scanned."""
+        return self._plan.root_action(str(field_name)) == _REPLACE
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RedactionPolicy:

@@ -135,24 +135,24 @@ def _actor_key(alias: str, actor: ActorPayload) -> tuple[str, str, str, str]:
     return (alias, actor.actor_type, actor.actor_id, actor.tenant_id or "")
 
 
-def _ensure_models(alias: str, keys: set[tuple[str, str, str]]) -> dict[Hashable, int]:
+def _ensure_models(alias: str, keys: set[tuple[str, str, str]]) -> dict[Hashable, uuid.UUID]:
     """Ids of the given model versions, creating the missing ones race-free."""
     ModelVersion.objects.using(alias).bulk_create(
-        [ModelVersion(name=name, version=version) for _, name, version in sorted(keys)],
+        [ModelVersion(model_name=name, version=version) for _, name, version in sorted(keys)],
         ignore_conflicts=True,
     )
-    condition = reduce(or_, (Q(name=name, version=version) for _, name, version in keys))
-    found: dict[Hashable, int] = {
+    condition = reduce(or_, (Q(model_name=name, version=version) for _, name, version in keys))
+    found: dict[Hashable, uuid.UUID] = {
         (alias, name, version): pk
         for pk, name, version in ModelVersion.objects.using(alias)
         .filter(condition)
-        .values_list("pk", "name", "version")
+        .values_list("pk", "model_name", "version")
     }
     _cache_after_commit(_model_ids, found, alias)
     return found
 
 
-def _ensure_actors(alias: str, keys: set[tuple[str, str, str, str]]) -> dict[Hashable, int]:
+def _ensure_actors(alias: str, keys: set[tuple[str, str, str, str]]) -> dict[Hashable, uuid.UUID]:
     """Ids of the given actors, creating the missing ones race-free."""
     RequestingActor.objects.using(alias).bulk_create(
         [
@@ -165,7 +165,7 @@ def _ensure_actors(alias: str, keys: set[tuple[str, str, str, str]]) -> dict[Has
         or_,
         (Q(actor_type=kind, actor_id=ident, tenant_id=tenant) for _, kind, ident, tenant in keys),
     )
-    found: dict[Hashable, int] = {
+    found: dict[Hashable, uuid.UUID] = {
         (alias, kind, ident, tenant): pk
         for pk, kind, ident, tenant in RequestingActor.objects.using(alias)
         .filter(condition)
@@ -269,9 +269,9 @@ def write_many(records: Sequence[PredictionRecord], *, using: str | None = None)
 
 def _cached_ids(
     alias: str, records: Sequence[PredictionRecord]
-) -> tuple[dict[Hashable, int] | None, dict[Hashable, int] | None]:
-    model_ids: dict[Hashable, int] = {}
-    actor_ids: dict[Hashable, int] = {}
+) -> tuple[dict[Hashable, uuid.UUID] | None, dict[Hashable, uuid.UUID] | None]:
+    model_ids: dict[Hashable, uuid.UUID] = {}
+    actor_ids: dict[Hashable, uuid.UUID] = {}
     for record in records:
         key = _model_key(alias, record)
         if key not in model_ids:
@@ -290,7 +290,7 @@ def _cached_ids(
 
 
 def _event_from_record(
-    alias: str, record: PredictionRecord, model_id: int, actor_id: int | None
+    alias: str, record: PredictionRecord, model_id: uuid.UUID, actor_id: uuid.UUID | None
 ) -> PredictionEvent:
     actor = record.actor
     event = PredictionEvent(
@@ -446,8 +446,8 @@ def _existing_events(alias: str, prediction_ids: list[str]) -> dict[str, Predict
 def _insert_and_reconcile(
     alias: str,
     records: Sequence[PredictionRecord],
-    model_ids: dict[Hashable, int],
-    actor_ids: dict[Hashable, int],
+    model_ids: dict[Hashable, uuid.UUID],
+    actor_ids: dict[Hashable, uuid.UUID],
     existing: dict[str, PredictionEvent] | None = None,
 ) -> WriteResult:
     existing = dict(existing or {})
@@ -510,7 +510,7 @@ def event_to_record(event: PredictionEvent) -> PredictionRecord:
     if event.actor_id is not None:
         row = event.actor
         assert row is not None
-        actor = ActorPayload(
+        actor = ActorPayload.stored(
             actor_type=row.actor_type,
             actor_id=row.actor_id,
             tenant_id=row.tenant_id or None,
@@ -522,7 +522,7 @@ def event_to_record(event: PredictionEvent) -> PredictionRecord:
         event_id=event.pk if isinstance(event.pk, uuid.UUID) else uuid.UUID(str(event.pk)),
         prediction_id=event.prediction_id,
         timestamp=event.timestamp,
-        model_name=event.model.name,
+        model_name=event.model.model_name,
         model_version=event.model.version,
         environment=event.environment,
         actor=actor,
@@ -616,7 +616,7 @@ def append_explanation(
                         )
                     ),
                 )
-                explanation.save(using=alias)
+                Explanation.objects.using(alias).bulk_create([explanation])
                 return explanation, True
         except IntegrityError:
             if attempt == _EXPLANATION_ATTEMPTS - 1:

@@ -72,7 +72,7 @@ def test_eight_processes_recording_the_same_prediction_id(
             assert [kind for kind, _ in outcomes] == ["ok"] * WORKERS, outcomes
             assert len({pk for _, pk in outcomes}) == 1
             assert PredictionEvent.objects.filter(prediction_id=f"race-{tag}").count() == 1
-            assert ModelVersion.objects.filter(name=f"race-model-{tag}").count() == 1
+            assert ModelVersion.objects.filter(model_name=f"race-model-{tag}").count() == 1
             assert RequestingActor.objects.filter(actor_id=f"race-user-{tag}").count() == 1
         finally:
             _purge([f"race-{tag}"])
@@ -102,6 +102,6 @@ def test_eight_processes_first_using_the_same_actor(
             events = PredictionEvent.objects.filter(prediction_id__in=ids)
             assert events.count() == WORKERS
             assert set(events.values_list("actor_id", flat=True)) == {actor.pk}
-            assert ModelVersion.objects.filter(name=f"actor-race-{tag}").count() == 1
+            assert ModelVersion.objects.filter(model_name=f"actor-race-{tag}").count() == 1
         finally:
             _purge(ids)

@@ -24,7 +24,7 @@ def test_defaults() -> None:
     assert audit_settings.ENVIRONMENT == ""
     assert frozenset({"features"}) == audit_settings.REDACT_PAYLOADS
     assert audit_settings.NAIVE_DATETIME_POLICY == "reject"
-    assert audit_settings.redaction_policy.mask_value == "****"
+    assert audit_settings.redaction_policy.mask_value == "*****"
 
 
 def test_values_follow_override_settings() -> None:
@@ -32,7 +32,7 @@ def test_values_follow_override_settings() -> None:
         assert audit_settings.ENVIRONMENT == "prod"
         assert audit_settings.redaction_policy.mask_value == "#"
     assert audit_settings.ENVIRONMENT == ""
-    assert audit_settings.redaction_policy.mask_value == "****"
+    assert audit_settings.redaction_policy.mask_value == "*****"
 
 
 def test_new_redaction_key_wins_over_the_seed_setting() -> None:

@@ -304,8 +304,8 @@ def test_redact_records_paths_and_policy_version_but_no_values() -> None:
         output={"email": "b@example.com"},
         error_message="bad input a@example.com",
     ).redact(policy, frozenset({"features"}))
-    assert record.features["email"] == "****"
-    assert record.features["contact"]["phone"] == "****"
+    assert record.features["email"] == "*****"
+    assert record.features["contact"]["phone"] == "*****"
     assert record.features["age"] == 42
     assert record.output == {"email": "b@example.com"}  # output not named in payloads
     assert "a@example.com" not in record.error_message
@@ -326,10 +326,10 @@ def test_output_metadata_and_auth_context_are_redacted_when_named() -> None:
     record = make(output={"password": "x"}, metadata={"ssn": "x"}, actor=actor).redact(
         RedactionPolicy(), frozenset({"features", "output", "metadata", "auth_context"})
     )
-    assert record.output == {"password": "****"}
-    assert record.metadata == {"ssn": "****"}
+    assert record.output == {"password": "*****"}
+    assert record.metadata == {"ssn": "*****"}
     assert record.actor is not None
-    assert record.actor.auth_context == {"token": "****", "scopes": ["read"]}
+    assert record.actor.auth_context == {"token": "*****", "scopes": ["read"]}
     assert record.redaction is not None
     assert set(record.redaction["paths"]) == {"output", "metadata", "auth_context"}
 
@@ -549,13 +549,13 @@ def test_prepared_redaction_is_ignored_for_another_policy_or_other_features() ->
     stricter = RedactionPolicy(denylist=frozenset(["customer_code"]))
     # Another policy object (a settings change): the prepared result is not used.
     assert draft._redact(stricter, payloads, prepared).features == {
-        "customer_code": "****",
+        "customer_code": "*****",
         "age": 3,
     }
     # The same policy but other features (a copy that replaced them): not used either.
     changed = draft.evolve(features={"customer_code": "jane@example.com"})
     policy = prepared.policy
-    assert changed._redact(policy, payloads, prepared).features == {"customer_code": "****"}
+    assert changed._redact(policy, payloads, prepared).features == {"customer_code": "*****"}
     assert draft._redact(policy, payloads, prepared) == draft.redact(policy, payloads)
 
 

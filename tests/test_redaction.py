@@ -390,7 +390,7 @@ def test_path_rendering() -> None:
     result = redact(payload, RedactionPolicy())
     assert result.paths == ('[""]', '["a.b"]', 'o["k[1]"][0]')
     assert redact(["a", "x@y.example"], RedactionPolicy()).paths == ("[1]",)
-    assert redact("x@y.example", RedactionPolicy()) == RedactionResult("****", ("",))
+    assert redact("x@y.example", RedactionPolicy()) == RedactionResult("*****", ("",))
 
 
 def test_paths_never_contain_values() -> None:
@@ -411,7 +411,7 @@ def test_non_string_keys_are_classified_through_str() -> None:
 
 def test_tuples_are_scanned_like_lists() -> None:
     result = redact({"t": ("ok", "mail a@b.example")}, RedactionPolicy())
-    assert result.value == {"t": ("ok", "mail ****")}
+    assert result.value == {"t": ("ok", "mail *****")}
     assert result.paths == ("t[1]",)
 
 
@@ -458,35 +458,35 @@ JWT = (
     "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 )
 DETECTOR_CASES = [
-    ("email", "contact jane.doe+loans@example.co.uk today", "contact **** today"),
-    ("email", "Ünïcode: renée@exämple.fr", "Ünïcode: ****"),
-    ("payment_card", "paid with 4111 1111 1111 1111 yesterday", "paid with **** yesterday"),
-    ("payment_card", "5500-0000-0000-0004", "****"),
-    ("payment_card", "card 4111111111111111.", "card ****."),
-    ("payment_card", "on 2024-01-15 4111 1111 1111 1111 ok", "on 2024-01-15 **** ok"),
-    ("payment_card", "amex 3782 822463 10005", "amex ****"),
-    ("iban", "IBAN DE89 3704 0044 0532 0130 00 for rent", "IBAN **** for rent"),
-    ("iban", "to GB82WEST12345698765432", "to ****"),
-    ("iban", "fr1420041010050500013m02606", "****"),
-    ("us_ssn", "ssn 123-45-6789.", "ssn ****."),
-    ("phone", "call +44 20 7946 0958 now", "call **** now"),
-    ("phone", "call (555) 123-4567", "call ****"),
-    ("phone", "555-123-4567 or 1-555-123-4567", "**** or ****"),
-    ("phone", "+1 (555) 123-4567, 2024", "****, 2024"),
-    ("phone", "tel 06 12 34 56 78", "tel ****"),
-    ("jwt", f"token={JWT}&x=1", "token=****&x=1"),
-    ("bearer_token", "Authorization: Bearer abc123.DEF-456_ghi", "Authorization: Bearer ****"),
-    ("bearer_token", "header bearer Zm9vYmFyYmF6cXV4cXV1eA==", "header bearer ****"),
-    ("api_key", "key sk_live_51HxYzAbCdEfGhIjKlMn", "key ****"),
-    ("api_key", "key sk_test_4eC39HqLyjWDarjtT1zdp7dc", "key ****"),
-    ("api_key", "key pk_live_51HxYzAbCdEfGhIjKlMn", "key ****"),
-    ("api_key", "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5q", "OPENAI_API_KEY=****"),
-    ("api_key", "ghp_16C7e42F292c6912E7710c838347Ae178B4a rest", "**** rest"),
-    ("api_key", "gho_16C7e42F292c6912E7710c838347Ae178B4a", "****"),
-    ("api_key", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "****"),
-    ("api_key", "aws AKIAIOSFODNN7EXAMPLE", "aws ****"),
-    ("api_key", "slack xoxb-1234567890-abcdefghij", "slack ****"),
-    ("api_key", "AIzaSyD-1234567890abcdefghijklmnopqrstu", "****"),
+    ("email", "contact jane.doe+loans@example.co.uk today", "contact ***** today"),
+    ("email", "Ünïcode: renée@exämple.fr", "Ünïcode: *****"),
+    ("payment_card", "paid with 4111 1111 1111 1111 yesterday", "paid with ***** yesterday"),
+    ("payment_card", "5500-0000-0000-0004", "*****"),
+    ("payment_card", "card 4111111111111111.", "card *****."),
+    ("payment_card", "on 2024-01-15 4111 1111 1111 1111 ok", "on 2024-01-15 ***** ok"),
+    ("payment_card", "amex 3782 822463 10005", "amex *****"),
+    ("iban", "IBAN DE89 3704 0044 0532 0130 00 for rent", "IBAN ***** for rent"),
+    ("iban", "to GB82WEST12345698765432", "to *****"),
+    ("iban", "fr1420041010050500013m02606", "*****"),
+    ("us_ssn", "ssn 123-45-6789.", "ssn *****."),
+    ("phone", "call +44 20 7946 0958 now", "call ***** now"),
+    ("phone", "call (555) 123-4567", "call *****"),
+    ("phone", "555-123-4567 or 1-555-123-4567", "***** or *****"),
+    ("phone", "+1 (555) 123-4567, 2024", "*****, 2024"),
+    ("phone", "tel 06 12 34 56 78", "tel *****"),
+    ("jwt", f"token={JWT}&x=1", "token=*****&x=1"),
+    ("bearer_token", "Authorization: Bearer abc123.DEF-456_ghi", "Authorization: Bearer *****"),
+    ("bearer_token", "header bearer Zm9vYmFyYmF6cXV4cXV1eA==", "header bearer *****"),
+    ("api_key", "key sk_live_51HxYzAbCdEfGhIjKlMn", "key *****"),
+    ("api_key", "key sk_test_4eC39HqLyjWDarjtT1zdp7dc", "key *****"),
+    ("api_key", "key pk_live_51HxYzAbCdEfGhIjKlMn", "key *****"),
+    ("api_key", "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5q", "OPENAI_API_KEY=*****"),
+    ("api_key", "ghp_16C7e42F292c6912E7710c838347Ae178B4a rest", "***** rest"),
+    ("api_key", "gho_16C7e42F292c6912E7710c838347Ae178B4a", "*****"),
+    ("api_key", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "*****"),
+    ("api_key", "aws AKIAIOSFODNN7EXAMPLE", "aws *****"),
+    ("api_key", "slack xoxb-1234567890-abcdefghij", "slack *****"),
+    ("api_key", "AIzaSyD-1234567890abcdefghijklmnopqrstu", "*****"),
 ]
 NEGATIVE_STRINGS = [
     "4111 1111 1111 1112",  # fails Luhn
@@ -559,7 +559,7 @@ def test_detectors_run_at_depth_and_skip_numbers() -> None:
     }
     result = redact(payload, RedactionPolicy())
     assert result.value == {
-        "a": [[{"b": ["x", "mail ****"]}]],
+        "a": [[{"b": ["x", "mail *****"]}]],
         "card_as_int": 4111111111111111,
         "as_float": 4111111111111111.0,
     }
@@ -578,7 +578,9 @@ def test_detector_hit_in_long_text() -> None:
     result = redact({"t": text}, RedactionPolicy())
     assert "4111" not in result.value["t"]
     assert result.value["t"].count(DEFAULT_MASK_VALUE) == 1
-    assert len(result.value["t"]) == len(text) - len("4111-1111-1111-1111") + 4
+    assert len(result.value["t"]) == len(text) - len("4111-1111-1111-1111") + len(
+        DEFAULT_MASK_VALUE
+    )
 
 
 # --------------------------------------------------------------------------------------------

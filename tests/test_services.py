@@ -51,9 +51,9 @@ def seed_call(**overrides: object) -> PredictionEvent:
 def test_seed_quickstart_records_a_redacted_row() -> None:
     event = seed_call()
     row = PredictionEvent.objects.select_related("model", "actor").get(pk=event.pk)
-    assert row.features == {"age": 42, "income": 100_000, "email": "****"}
+    assert row.features == {"age": 42, "income": 100_000, "email": "*****"}
     assert row.redaction["paths"] == {"features": ["email"]}
-    assert row.model.name == "fraud_detector"
+    assert row.model.model_name == "fraud_detector"
     assert row.model.version == "1.0.0"
     assert row.actor is not None
     assert (row.actor.actor_type, row.actor.actor_id, row.actor.tenant_id) == ("user", "7", "acme")
@@ -105,7 +105,7 @@ def test_conflict_creates_no_orphan_model_or_actor_rows() -> None:
             model_name="another_model",
             actor=ActorPayload(actor_type="service", actor_id="batch"),
         )
-    assert not ModelVersion.objects.filter(name="another_model").exists()
+    assert not ModelVersion.objects.filter(model_name="another_model").exists()
     assert not RequestingActor.objects.filter(actor_id="batch").exists()
 
 
@@ -213,8 +213,8 @@ def test_redact_payloads_and_default_environment_settings() -> None:
         output={"email": "leak@example.com"}, metadata={"api_key": "sk"}, environment=None
     )
     row = PredictionEvent.objects.get(pk=event.pk)
-    assert row.output == {"email": "****"}
-    assert row.metadata == {"api_key": "****"}
+    assert row.output == {"email": "*****"}
+    assert row.metadata == {"api_key": "*****"}
     assert row.environment == "staging"
 
 

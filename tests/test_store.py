@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -102,10 +103,10 @@ def test_ids_read_in_a_rolled_back_transaction_are_not_cached(
         raise RuntimeError("caller fails")
     assert callbacks == []
     assert store._cached_ids("default", [redacted(model_name="rolled", actor=None)]) == (None, None)
-    assert not ModelVersion.objects.filter(name="rolled").exists()
+    assert not ModelVersion.objects.filter(model_name="rolled").exists()
     # The next record recreates the model rather than pointing at a vanished id.
     event = record_prediction_event("rolled", "1", {"a": 1})
-    assert ModelVersion.objects.get(pk=event.model_id).name == "rolled"
+    assert ModelVersion.objects.get(pk=event.model_id).model_name == "rolled"
 
 
 def test_caller_rollback_on_the_default_alias_removes_the_row() -> None:
@@ -180,7 +181,9 @@ def test_cached_one_row_insert_matches_what_django_compiles() -> None:
         metadata={"m": "ü"},
         latency_ms=1.25,
     )
-    event = store._event_from_record("default", record, model_id=1, actor_id=2)
+    event = store._event_from_record(
+        "default", record, model_id=uuid.UUID(int=1), actor_id=uuid.UUID(int=2)
+    )
     sql, params = store._compile_one("default", event)
     assert "RETURNING" in sql.upper()
     assert [str(p) for p in store._one_row_params("default", event)] == [str(p) for p in params]

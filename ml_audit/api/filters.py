@@ -200,7 +200,7 @@ def _single_parameter_names(filterset_class: type[Any]) -> frozenset[str] | None
 class PredictionEventFilterSet(_CachedFormFilterSet):
     """The filters of ``GET predictions/``; every one is an exact match unless noted."""
 
-    model_name = django_filters.CharFilter(field_name="model__name")
+    model_name = django_filters.CharFilter(field_name="model__model_name")
     model_version = django_filters.CharFilter(field_name="model__version")
     actor_type = django_filters.ChoiceFilter(
         field_name="actor__actor_type", choices=RequestingActor.ActorType.choices
@@ -226,9 +226,9 @@ class PredictionEventFilterSet(_CachedFormFilterSet):
 
 
 class ModelVersionFilterSet(_CachedFormFilterSet):
-    """The filters of ``GET models/``: ``name``, ``version``, ``framework`` (exact)."""
+    """The filters of ``GET models/``: ``model_name``, ``version``, ``framework`` (exact)."""
 
-    name = django_filters.CharFilter(field_name="name")
+    model_name = django_filters.CharFilter(field_name="model_name")
     version = django_filters.CharFilter(field_name="version")
     framework = django_filters.CharFilter(field_name="framework")
 

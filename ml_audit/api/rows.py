@@ -63,7 +63,7 @@ PREDICTION_VALUES = (
     "span_id",
     "correlation_id",
     "environment",
-    "model__name",
+    "model__model_name",
     "model__version",
     "model__framework",
     "actor_id",
@@ -196,7 +196,7 @@ def row_from_instance(event: PredictionEvent, *, show_request_context: bool) -> 
         if "__" not in name
     }
     model = event.model
-    row["model__name"], row["model__version"] = model.name, model.version
+    row["model__model_name"], row["model__version"] = model.model_name, model.version
     row["model__framework"] = model.framework
     actor = event.actor
     if actor is not None:
@@ -286,7 +286,7 @@ def serialize_predictions(
             "trace_url": template.format(trace_id=trace_id) if template and trace_id else None,
             "environment": row["environment"],
             "model": {
-                "name": row["model__name"],
+                "model_name": row["model__model_name"],
                 "version": row["model__version"],
                 "framework": row["model__framework"],
             },

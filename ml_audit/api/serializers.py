@@ -29,7 +29,7 @@ REQUEST_CONTEXT_FIELDS = ("client_ip", "user_agent", "auth_context")
 class ModelVersionSummarySerializer(serializers.ModelSerializer[ModelVersion]):
     class Meta:
         model = ModelVersion
-        fields = ("name", "version", "framework")
+        fields = ("model_name", "version", "framework")
 
 
 class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
@@ -37,18 +37,19 @@ class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
         model = ModelVersion
         fields = (
             "id",
-            "name",
+            "model_name",
             "version",
             "framework",
             "build_id",
             "commit_hash",
             "config_snapshot",
+            "is_active",
             "created_at",
             "updated_at",
         )
 
 
-class ActorSerializer(serializers.ModelSerializer[RequestingActor]):
+class RequestingActorSerializer(serializers.ModelSerializer[RequestingActor]):
     type = serializers.CharField(source="actor_type")
     id = serializers.CharField(source="actor_id")
     tenant = serializers.CharField(source="tenant_id")
@@ -80,7 +81,7 @@ class PredictionEventSerializer(serializers.ModelSerializer[PredictionEvent]):
     """
 
     model = ModelVersionSummarySerializer(read_only=True)
-    actor = ActorSerializer(read_only=True, allow_null=True)
+    actor = RequestingActorSerializer(read_only=True, allow_null=True)
     # PredictionEvent.explanation reads the views' prefetched revisions: no query per row, and
     # one child serializer for the whole page rather than one per row.
     explanation = ExplanationSerializer(read_only=True, allow_null=True)

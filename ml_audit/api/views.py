@@ -278,7 +278,7 @@ class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVer
     serializer_class = serializers.ModelVersionSerializer
     filter_backends = (DjangoFilterBackend,)
     filterset_class = filters.ModelVersionFilterSet
-    pagination_ordering = ("name", "version", "id")
+    pagination_ordering = ("model_name", "version", "id")
     access_log_resource = "models"
     access_log_predictions = False
     lookup_value_regex = "[0-9]+"

@@ -42,10 +42,14 @@ a failed prediction, with type :class:`PredictionNotServed`. The stored error ke
 exception's type and, for DRF's own exceptions, the status code and error codes; never the
 exception's text, which may quote the request body.
 
-**Explanations**: ``explanation_builder(request, features, output)`` returns the keyword
-arguments of :func:`ml_audit.services.attach_explanation` (``method``, ``payload``, optionally
-``summary_text``, ``status``...) or ``None``; it runs once the prediction's record is written
-(or spooled, see below).
+**Explanations**: ``explanation_builder(features, output, prediction)`` (0.2.0's convention)
+runs once the prediction's record is written, with ``prediction`` the stored
+:class:`~ml_audit.models.PredictionEvent` (``None`` when the record went to the spool, see
+below). It returns ``None`` (no explanation) or a mapping: the keyword arguments of
+:func:`ml_audit.services.attach_explanation` (``method``, ``payload``, optionally
+``summary_text``, ``method_version``, ``status``...), where 0.2.0's ``{"payload": ...,
+"summary": ...}`` also works (``summary`` is ``summary_text``; ``method`` defaults to
+``"auto"``, 0.2.0's).
 
 **When the audit record cannot be written** (database down, writer misconfigured), the setting
 ``ML_AUDIT['ON_AUDIT_FAILURE']`` decides, or the decorator's ``on_audit_failure=``:
@@ -200,24 +204,25 @@ def _field(output: Any, name: str | None) -> Any:
 
 
 def audited_prediction(
-    *,
     model_name: str,
     model_version: str,
+    environment: str | None = None,
     decision_field: str | None = None,
     confidence_field: str | None = None,
-    decision_outcome_field: str | None = None,
     explanation_builder: Callable[..., Mapping[str, Any] | None] | None = None,
+    decision_outcome_field: str | None = None,
+    *,
     features: Callable[..., Mapping[str, Any]] | None = None,
     serializer_class: type[BaseSerializer[Any]] | None = None,
     actor: Callable[[Any], Any] | None = None,
-    environment: str | None = None,
     on_audit_failure: str | None = None,
 ) -> Callable[[F], F]:
     """Record every call of the decorated DRF view as a prediction (see the module docstring).
 
-    ``actor`` is a callable ``(request) -> ActorPayload | None`` (default:
-    :func:`ml_audit.actors.actor_from_request`); ``environment`` defaults to
-    ``ML_AUDIT['ENVIRONMENT']``; ``on_audit_failure`` overrides ``ML_AUDIT['ON_AUDIT_FAILURE']``.
+    The first seven parameters are 0.2.0's, in its order. ``actor`` is a callable
+    ``(request) -> ActorPayload | None`` (default: :func:`ml_audit.actors.actor_from_request`);
+    ``environment`` defaults to ``ML_AUDIT['ENVIRONMENT']``; ``on_audit_failure`` overrides
+    ``ML_AUDIT['ON_AUDIT_FAILURE']``.
     """
     if on_audit_failure is not None and on_audit_failure not in AUDIT_FAILURE_POLICIES:
         raise ValueError(
@@ -288,7 +293,7 @@ def audited_prediction(
                 confidence=_field(output, confidence_field),
                 decision_outcome=_text(_field(output, outcome_field)),
             )
-            explain = _Explainer(explanation_builder, request, inputs, output)
+            explain = _Explainer(explanation_builder, inputs, output)
             try:
                 written = _end(span, None, policy, handle)
             except AuditUnavailable:
@@ -342,25 +347,36 @@ class _Explainer:
     """The view's ``explanation_builder``, called at most once, and where its explanation goes."""
 
     builder: Callable[..., Mapping[str, Any] | None] | None
-    request: Any
     inputs: Any
     output: Any
 
-    def build(self) -> Mapping[str, Any] | None:
+    def build(self, prediction: Any) -> Mapping[str, Any] | None:
         if self.builder is None:
             return None
-        return self.builder(self.request, self.inputs, self.output)
+        built = self.builder(self.inputs, self.output, prediction)
+        if built is None:
+            return None
+        if not isinstance(built, Mapping):
+            raise TypeError(
+                "explanation_builder must return None or a mapping of attach_explanation's "
+                f"arguments, not {type(built).__name__}"
+            )
+        explanation = dict(built)
+        if "summary" in explanation and "summary_text" not in explanation:
+            explanation["summary_text"] = explanation.pop("summary")  # 0.2.0's key
+        explanation.setdefault("method", "auto")
+        return explanation
 
     def spool(self, handle: PredictionSpan, reason: str) -> None:
         """The prediction's record went to the spool: its explanation follows it there."""
-        explanation = self.build()
+        explanation = self.build(None)
         if explanation is not None:
             _spool_explanation(handle, explanation, None, reason)
 
     def attach(self, handle: PredictionSpan, policy: str) -> None:
         from ml_audit.services import attach_explanation
 
-        explanation = self.build()
+        explanation = self.build(handle.event)
         if explanation is None:
             return
         try:

@@ -35,6 +35,11 @@ def record_prediction_event(
     prediction_id: str | None = None,
     timestamp: dt.datetime | None = None,
     using: str | None = None,
+    input_fingerprint: str | None = None,
+    framework: str | None = None,
+    build_id: str | None = None,
+    commit_hash: str | None = None,
+    config_snapshot: Mapping[str, Any] | None = None,
 ) -> PredictionEvent:
     """Record one prediction and return the saved :class:`~ml_audit.models.PredictionEvent`.
 
@@ -52,9 +57,24 @@ def record_prediction_event(
     current span, or of the trace named by a W3C ``trace_id``), persisted by the audit span
     processor before this function returns.
 
+    ``framework``, ``build_id``, ``commit_hash`` and ``config_snapshot`` describe the model
+    version when this call creates it (as in 0.2.0; :func:`register_model_version` changes an
+    existing one). ``input_fingerprint``, a fingerprint of the caller's own, is kept as
+    ``metadata["input_fingerprint"]``: the ``input_fingerprint`` column is always the SHA-256
+    of the redacted features, so that equal inputs match whoever recorded them.
+
     Raises :class:`~ml_audit.exceptions.InvalidRecord` (a ``ValueError``) naming the first
     invalid argument; nothing is written then.
     """
+    if input_fingerprint is not None:
+        metadata = _with_fingerprint(metadata, input_fingerprint)
+    provenance = _provenance(
+        framework=framework,
+        build_id=build_id,
+        commit_hash=commit_hash,
+        config_snapshot=config_snapshot,
+        given_only=True,
+    )
     record = PredictionRecord.create(
         model_name=model_name,
         model_version=model_version,
@@ -75,10 +95,56 @@ def record_prediction_event(
         default_environment=audit_settings.ENVIRONMENT,
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
     )
+    if provenance:
+        ModelVersion.objects.using(store.resolve_alias(using)).get_or_create(
+            model_name=record.model_name, version=record.model_version, defaults=provenance
+        )
     # The same path as the span helpers: redact, span, processor, writer (synchronously here,
     # so the saved row can be returned).
     event: PredictionEvent = record_through_span(record, using=using)
     return event
+
+
+def _with_fingerprint(metadata: Mapping[str, Any] | None, fingerprint: Any) -> dict[str, Any]:
+    if not isinstance(fingerprint, str):
+        raise InvalidRecord(
+            "input_fingerprint", f"must be a string, not {type(fingerprint).__name__}"
+        )
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidRecord("metadata", f"must be a mapping, not {type(metadata).__name__}")
+    merged = dict(metadata or {})
+    if merged.get("input_fingerprint", fingerprint) != fingerprint:
+        raise InvalidRecord(
+            "input_fingerprint", "metadata already holds a different 'input_fingerprint'"
+        )
+    merged["input_fingerprint"] = fingerprint
+    return merged
+
+
+def _provenance(
+    *,
+    framework: Any,
+    build_id: Any,
+    commit_hash: Any,
+    config_snapshot: Any,
+    given_only: bool,
+) -> dict[str, Any]:
+    """The provenance fields of a model version, checked; with ``given_only`` only those that
+    are not None."""
+    details: dict[str, Any] = {}
+    for field, value in (
+        ("framework", framework),
+        ("build_id", build_id),
+        ("commit_hash", commit_hash),
+    ):
+        if value is None and given_only:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRecord(field, f"must be a string, not {type(value).__name__}")
+        details[field] = value
+    if config_snapshot is not None or not given_only:
+        details["config_snapshot"] = to_json(dict(config_snapshot or {}), "config_snapshot")
+    return details
 
 
 def register_model_version(
@@ -97,19 +163,15 @@ def register_model_version(
     provenance. Model versions are registry rows, not audit rows, so they can be updated.
     """
     record = PredictionRecord.create(model_name=name, model_version=version, features={})
-    details = {
-        "framework": framework,
-        "build_id": build_id,
-        "commit_hash": commit_hash,
-    }
-    for field, value in details.items():
-        if not isinstance(value, str):
-            raise InvalidRecord(field, f"must be a string, not {type(value).__name__}")
-    snapshot = to_json(dict(config_snapshot or {}), "config_snapshot")
+    details = _provenance(
+        framework=framework,
+        build_id=build_id,
+        commit_hash=commit_hash,
+        config_snapshot=config_snapshot,
+        given_only=False,
+    )
     alias = store.resolve_alias(using)
     model, _ = ModelVersion.objects.using(alias).update_or_create(
-        name=record.model_name,
-        version=record.model_version,
-        defaults={**details, "config_snapshot": snapshot},
+        model_name=record.model_name, version=record.model_version, defaults=details
     )
     return model

@@ -115,10 +115,10 @@ def test_list_nests_model_actor_and_current_explanation(client: APIClient) -> No
     [row] = body["results"]
     assert row["id"] == str(event.pk)
     assert row["prediction_id"] == "p1"
-    assert row["model"] == {"name": "fraud", "version": "1", "framework": ""}
+    assert row["model"] == {"model_name": "fraud", "version": "1", "framework": ""}
     assert row["actor"] == {"type": "user", "id": "7", "tenant": "acme"}
     assert row["tenant_id"] == "acme"
-    assert row["features"] == {"amount": 10, "email": "****"}
+    assert row["features"] == {"amount": 10, "email": "*****"}
     assert row["trace_id"] == TRACE
     assert row["explanation"]["summary_text"] == "second"
     assert row["explanation"]["revision"] == 2
@@ -190,9 +190,9 @@ def test_models_endpoint_lists_model_versions(client: APIClient) -> None:
     record(model_name="churn", model_version="1", prediction_id="c")
 
     body = client.get(MODELS).json()
-    filtered = client.get(MODELS, {"name": "fraud"}).json()
+    filtered = client.get(MODELS, {"model_name": "fraud"}).json()
 
-    assert [(m["name"], m["version"]) for m in body["results"]] == [
+    assert [(m["model_name"], m["version"]) for m in body["results"]] == [
         ("churn", "1"),
         ("fraud", "1"),
         ("fraud", "2"),
@@ -376,7 +376,7 @@ def test_extreme_dates_are_valid_bounds(client: APIClient) -> None:
 def test_models_endpoint_rejects_bad_input(client: APIClient) -> None:
     record()
 
-    assert client.get(MODELS, {"name": "a\x00b"}).status_code == 400
+    assert client.get(MODELS, {"model_name": "a\x00b"}).status_code == 400
     assert client.get(f"{MODELS}99999999999999999999999/").status_code == 404
     assert client.get(f"{MODELS}abc/").status_code == 404
 
@@ -460,7 +460,7 @@ def test_tenant_scoping_applies_to_list_detail_models_and_traces(reader: User) -
     assert api.get(detail(untenanted.pk)).status_code == 404
     assert api.get(trace_detail(TRACE)).status_code == 200
     assert api.get(trace_detail(theirs.trace_id)).status_code == 404
-    assert [m["name"] for m in api.get(MODELS).json()["results"]] == ["fraud"]
+    assert [m["model_name"] for m in api.get(MODELS).json()["results"]] == ["fraud"]
 
     reader.allowed_tenants = "globex"  # type: ignore[attr-defined]
     assert ids(api.get(PREDICTIONS)) == {"theirs"}
@@ -618,7 +618,7 @@ def test_every_read_uses_the_audit_alias(client: APIClient, settings: Any) -> No
     assert ids(client.get(PREDICTIONS, {"has_explanation": "true"})) == {event.prediction_id}
     assert client.get(detail(event.pk)).json()["explanation_revisions"] == 1
     assert client.get(trace_detail(TRACE)).json()["count"] == 1
-    assert [m["name"] for m in client.get(MODELS).json()["results"]] == ["fraud"]
+    assert [m["model_name"] for m in client.get(MODELS).json()["results"]] == ["fraud"]
 
 
 @pytest.mark.parametrize(

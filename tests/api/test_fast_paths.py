@@ -104,7 +104,7 @@ def test_values_templates_are_shared_and_never_touched_by_a_request() -> None:
     first = record(model_name="kept")
     record(model_name="other")
     for build in (rows.prediction_values, rows.prediction_with_explanations):
-        narrowed = build("default", show_request_context=False).filter(model__name="kept")
+        narrowed = build("default", show_request_context=False).filter(model__model_name="kept")
         assert [row["id"] for row in narrowed] == [first.pk]
         # The next request starts from all predictions again, on the alias it names.
         again = build("default", show_request_context=False)

@@ -65,10 +65,10 @@ def test_a_class_view_records_validated_features_output_and_explanation(
     assert response[PREDICTION_ID_HEADER] == pid
     event = PredictionEvent.objects.get(prediction_id=pid)
     # The serializer's validated data: the unknown key is gone, the email is masked.
-    assert event.features == {"income": 5000, "email": "****", "mode": "ok"}
+    assert event.features == {"income": 5000, "email": "*****", "mode": "ok"}
     assert event.output == {"score": 0.9, "label": "flagged", "reason": "r9"}
     assert (event.decision_outcome, event.confidence) == ("flagged", 0.9)
-    assert (event.model.name, event.model.version) == ("fraud", "2.0")
+    assert (event.model.model_name, event.model.version) == ("fraud", "2.0")
     assert event.actor is not None
     assert (event.actor.actor_type, event.actor.actor_id) == (
         "user",
@@ -128,15 +128,15 @@ def test_a_function_view_returning_a_dict_and_decision_outcome_field(client: API
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
     # decision_outcome_field wins over decision_field.
     assert event.decision_outcome == "r0"
-    assert event.features == {"income": 200_000, "email": "****"}  # request.data, redacted
+    assert event.features == {"income": 200_000, "email": "*****"}  # request.data, redacted
 
 
 def test_a_viewset_action_uses_the_serializer_of_get_serializer_class(client: APIClient) -> None:
     response = post(client, "/viewset/", income=5, email=EMAIL, mode="ok", extra="dropped")
     assert response.status_code == 200
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
-    assert event.model.name == "fraud-viewset"
-    assert event.features == {"income": 5, "email": "****", "mode": "ok"}
+    assert event.model.model_name == "fraud-viewset"
+    assert event.features == {"income": 5, "email": "*****", "mode": "ok"}
     assert event.decision_outcome == "flagged"
     assert post(client, "/viewset/", income="x", email=EMAIL, mode="ok").status_code == 400
 
@@ -144,7 +144,7 @@ def test_a_viewset_action_uses_the_serializer_of_get_serializer_class(client: AP
 def test_a_generic_view_without_serializer_records_the_request_data(client: APIClient) -> None:
     response = post(client, "/plain/", anything=[1, 2], email=EMAIL)
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
-    assert event.features == {"anything": [1, 2], "email": "****"}
+    assert event.features == {"anything": [1, 2], "email": "*****"}
 
 
 def test_a_get_view_records_the_query_parameters(client: APIClient) -> None:
@@ -152,7 +152,7 @@ def test_a_get_view_records_the_query_parameters(client: APIClient) -> None:
     assert response.status_code == 200
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
     # A repeated parameter keeps every value.
-    assert event.features == {"income": "7", "email": "****", "tag": ["a", "b"]}
+    assert event.features == {"income": "7", "email": "*****", "tag": ["a", "b"]}
 
 
 def test_a_form_post_and_a_json_array_body(client: APIClient) -> None:

@@ -29,7 +29,7 @@ class Refused(APIException):
     default_code = "refused"
 
 
-def explain(request: Request, features: Any, output: Any) -> dict[str, Any] | None:
+def explain(features: Any, output: Any, prediction: Any) -> dict[str, Any] | None:
     if output.get("score", 0) < 0.1:
         return None
     return {

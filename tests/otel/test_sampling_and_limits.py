@@ -50,7 +50,7 @@ def test_every_prediction_is_persisted_whatever_the_sampler(
     count = 200
     for i in range(count):
         record_prediction_event("sampled", "1", {"i": i})
-    rows = list(PredictionEvent.objects.filter(model__name="sampled"))
+    rows = list(PredictionEvent.objects.filter(model__model_name="sampled"))
     assert len(rows) == count
     expected = {
         r.trace_id

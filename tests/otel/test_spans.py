@@ -53,7 +53,7 @@ def test_context_manager_records_a_redacted_row_and_span(exporter: InMemorySpanE
     assert span.name == "ml_audit.prediction credit"
     assert row.trace_id == f"{span.context.trace_id:032x}"
     assert row.span_id == f"{span.context.span_id:016x}"
-    assert row.features["email"] == "****"
+    assert row.features["email"] == "*****"
     assert row.decision_outcome == "approve"
     assert row.confidence == pytest.approx(0.3)
     duration_ms = (span.end_time - span.start_time) / 1e6
@@ -136,11 +136,11 @@ def test_decorator_on_a_plain_function(exporter: InMemorySpanExporter) -> None:
 
     assert score({"email": "jane@example.com", "x": 1}) == {"p": 0.75}
     row = PredictionEvent.objects.get()
-    assert row.features == {"email": "****", "x": 1}
+    assert row.features == {"email": "*****", "x": 1}
     assert row.output == {"p": 0.75}
     assert row.confidence == 0.75
     assert row.decision_outcome == "high"
-    assert row.model.name == "pricing"
+    assert row.model.model_name == "pricing"
 
 
 def test_decorator_on_a_coroutine_keeps_context_across_awaits(
@@ -156,7 +156,7 @@ def test_decorator_on_a_coroutine_keeps_context_across_awaits(
 
     # async_to_sync, as Django runs async code: thread-sensitive writes come back to this thread.
     assert async_to_sync(main)() == [0.5] * 5
-    rows = PredictionEvent.objects.filter(model__name="async_model")
+    rows = PredictionEvent.objects.filter(model__model_name="async_model")
     assert sorted(r.features["i"] for r in rows) == [0, 1, 2, 3, 4]
     assert len({r.trace_id for r in rows}) == 5  # each a root span of its own trace
 
@@ -243,7 +243,7 @@ def test_a_redaction_policy_change_during_the_block_is_applied(
         }
         p.set_output({"s": 1})
     row = PredictionEvent.objects.get(prediction_id=p.prediction_id)
-    assert row.features == {"customer_code": "****", "age": 3, "email": "****"}
+    assert row.features == {"customer_code": "*****", "age": 3, "email": "*****"}
     assert row.redaction["paths"] == {"features": ["customer_code", "email"]}
     assert verify_event(row)
     (span,) = prediction_spans(exporter)
@@ -255,7 +255,7 @@ def test_a_redaction_policy_change_during_the_block_is_applied(
     assert PredictionEvent.objects.get(prediction_id=q.prediction_id).features == {
         "customer_code": "AB-1234567",
         "age": 3,
-        "email": "****",
+        "email": "*****",
     }
 
 

@@ -38,7 +38,7 @@ class OutsideModelRange(APIException):
     default_code = "outside_model_range"
 
 
-def explain(request: Request, features: Any, output: Any) -> dict[str, Any]:
+def explain(features: Any, output: Any, prediction: Any) -> dict[str, Any]:
     return trained_model().explain(features)
 
 

@@ -76,6 +76,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ml_audit", "0001_initial")]
+    dependencies = [("ml_audit", "0004_upgrade_constraints")]
 
     operations = [migrations.RunPython(forwards, backwards, elidable=False)]

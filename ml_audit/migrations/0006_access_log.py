@@ -50,7 +50,7 @@ def backwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ml_audit", "0002_append_only_triggers"),
+        ("ml_audit", "0005_append_only_triggers"),
     ]
 
     operations = [
