@@ -112,3 +112,23 @@ class NoSerializerView(GenericAPIView[Any]):
     @audited_prediction(model_name="fraud-plain", model_version="1")
     def post(self, request: Request) -> Response:
         return Response({"ok": True})
+
+
+#: The ``prediction`` the 0.2.0-style builder was called with (tests read it).
+BUILT_FOR: list[Any] = []
+
+
+def explain_0_2_0(features: Any, output: Any, prediction_event: Any) -> dict[str, Any]:
+    """0.2.0's explanation_builder contract: ``{"payload": ..., "summary": ...}``."""
+    BUILT_FOR.append(prediction_event)
+    return {"payload": {"amount": 0.7}, "summary": f"amount drove {output['is_fraud']}"}
+
+
+class LegacyFraudView(GenericAPIView[Any]):
+    """Decorated exactly as 0.2.0's README shows: positional arguments, a dict returned."""
+
+    @audited_prediction(
+        "fraud_model", "1.0", "prod", "is_fraud", "fraud_probability", explain_0_2_0
+    )
+    def post(self, request: Request) -> Any:
+        return {"is_fraud": True, "fraud_probability": 0.9}
