@@ -1,56 +1,38 @@
 """Plain, validated, JSON-normalised records: what a prediction *is*, before it is a span or a row.
 
 Nothing here touches the database or OpenTelemetry. A :class:`PredictionRecord` is built by
-:meth:`PredictionRecord.create` (which validates every argument and normalises payloads to JSON),
-redacted by :meth:`PredictionRecord.redact`, and then handed to the writer in
-:mod:`ml_audit.store`, which refuses records that were not redacted.
-
-JSON normalisation (:func:`to_json`) turns real-world values into JSON without ``TypeError``:
-
-=====================================  =========================================================
-input                                  stored as
-=====================================  =========================================================
-``Decimal``                            string, exactly (``Decimal("0.10")`` -> ``"0.10"``)
-``datetime`` / ``date`` / ``time``     ISO 8601 string (offset kept when aware)
-``UUID``                               canonical string
-``Enum``                               its ``.value``, normalised
-``set`` / ``frozenset``                list, in a deterministic (canonical JSON) order
-``tuple`` / ``list``                   list
-``bytes`` / ``bytearray``              ``"base64:<standard base64>"``
-numpy scalars / arrays                 Python scalars / nested lists (numpy is not required)
-dataclasses, pydantic models           their fields (``asdict`` / ``model_dump``)
-``float('nan')``, ``±inf``             strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
-whole floats of magnitude >= 2**53     the integer they exactly equal
-mapping keys int/float/bool/UUID/Enum  their string form (a collision is an error)
-=====================================  =========================================================
-
-Strings containing U+0000 or unpaired surrogates are refused (PostgreSQL cannot store them),
-as are cycles, nesting deeper than :data:`MAX_DEPTH` and any other type.
+:meth:`PredictionRecord.create` (which validates every argument and normalises payloads to JSON
+with :mod:`ml_audit.normalise`), redacted by :meth:`PredictionRecord.redact`, and then handed to
+the writer in :mod:`ml_audit.store`, which refuses records that were not redacted. Ids come from
+:mod:`ml_audit.ids`, content hashes from :mod:`ml_audit.canonical`; their names are importable
+from here too.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import decimal
-import enum
 import functools
 import hashlib
 import ipaddress
-import json
 import math
-import os
 import re
-import threading
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from django.utils.ipv6 import clean_ipv6_address
 
+from ml_audit.canonical import canonical_json, canonical_json_of_mapping, sha256_hex
 from ml_audit.exceptions import InvalidRecord
+from ml_audit.ids import is_w3c_trace_id, uuid7
+from ml_audit.normalise import (
+    MAX_DEPTH,
+    _check_string,
+    _flat_dict,
+    to_json,
+)
 from ml_audit.redaction import RedactionPolicy, redact, redact_flat
 
 __all__ = [
@@ -64,6 +46,8 @@ __all__ = [
     "ExplanationRecord",
     "PredictionRecord",
     "canonical_json",
+    "canonical_json_of_mapping",
+    "is_w3c_trace_id",
     "sha256_hex",
     "split_trace_reference",
     "to_json",
@@ -74,7 +58,6 @@ __all__ = [
 RECORD_SCHEMA = 1
 ACTOR_TYPES = ("user", "service", "api_key", "job", "other")
 PREDICTION_STATUSES = ("success", "failed", "partial")
-MAX_DEPTH = 64
 
 # Column limits, shared with ml_audit.models so validation and schema cannot disagree.
 MAX_MODEL_NAME = 200
@@ -105,100 +88,8 @@ IDENTITY_FIELDS = (
     "metadata",
 )
 
-_EXACT_FLOAT_INT = 2**53
-#: The same bound as a float (2**53 is one exactly), for comparisons with floats: cheaper.
-_EXACT_FLOAT = float(_EXACT_FLOAT_INT)
-_W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-# --------------------------------------------------------------------------------------------
-# Identifiers
-
-
-_MS_MASK = (1 << 48) - 1
-_RAND_B_MASK = (1 << 62) - 1
-_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
-_UUID_SAFETY = uuid.SafeUUID.unknown
 _set_attribute = object.__setattr__
-
-
-class _UUID7Generator:
-    """RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (method 1), monotonic per process.
-
-    Random bits come from ``os.urandom`` in blocks of 4 KiB: one system call per ~400 ids
-    instead of two per id (on some virtual machines ``getrandom`` costs tens of microseconds).
-    The block is discarded in a forked child so parent and child never share random bits.
-    """
-
-    _POOL = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last_ms = -1
-        self._counter = 0
-        self._pool = b""
-        self._offset = 0
-
-    def _random(self, size: int) -> int:
-        if self._offset + size > len(self._pool):
-            self._pool = os.urandom(self._POOL)
-            self._offset = 0
-        start = self._offset
-        self._offset += size
-        return int.from_bytes(self._pool[start : start + size], "big")
-
-    def __call__(self) -> uuid.UUID:
-        with self._lock:
-            ms = time.time_ns() // 1_000_000
-            if ms > self._last_ms:
-                self._last_ms = ms
-                # Start low in the counter space so a burst in one millisecond has room.
-                counter = self._random(2) & 0x1FF
-            else:
-                counter = self._counter + 1
-                if counter > 0xFFF:
-                    # Counter exhausted: borrow the next millisecond rather than lose ordering.
-                    self._last_ms += 1
-                    counter = 0
-                ms = self._last_ms
-            self._counter = counter
-            # self._random(8), inline (once per id)
-            start = self._offset
-            end = start + 8
-            pool = self._pool
-            if end > len(pool):
-                pool = self._pool = os.urandom(self._POOL)
-                start, end = 0, 8
-            self._offset = end
-            rand_b = int.from_bytes(pool[start:end], "big") & _RAND_B_MASK
-        # uuid.UUID(int=...) without its argument checks (the value is in range): the same
-        # object (same int and is_safe; equal, same hash, same pickle), in half the time.
-        result = object.__new__(uuid.UUID)
-        _set_attribute(
-            result, "int", (ms & _MS_MASK) << 80 | _VERSION_AND_VARIANT | counter << 64 | rand_b
-        )
-        _set_attribute(result, "is_safe", _UUID_SAFETY)
-        return result
-
-    def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._offset = 0
-
-
-_uuid7_generator = _UUID7Generator()
-os.register_at_fork(after_in_child=_uuid7_generator._reset_after_fork)
-
-
-def uuid7() -> uuid.UUID:
-    """A new time-ordered UUIDv7 (RFC 9562), strictly increasing within this process."""
-    return _uuid7_generator()
-
-
-def is_w3c_trace_id(text: str) -> bool:
-    """Whether ``text`` is a W3C trace id as stored: 32 lower-case hex digits, not all zero."""
-    return bool(_W3C_TRACE_ID.match(text)) and text != "0" * 32
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def split_trace_reference(value: str | None) -> tuple[str, str]:
@@ -217,208 +108,6 @@ def split_trace_reference(value: str | None) -> tuple[str, str]:
         return lowered, ""
     _check_text("trace_id", text, MAX_CORRELATION_ID, allow_empty=True)
     return "", text
-
-
-# --------------------------------------------------------------------------------------------
-# JSON normalisation
-
-
-def _non_finite(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-# A path is built lazily as nested (parent, segment) pairs and rendered only for an error
-# message, so normalising a large payload does not format a string per value.
-_Path = tuple[Any, str] | str
-
-
-def _render(path: _Path) -> str:
-    segments: list[str] = []
-    while isinstance(path, tuple):
-        path, segment = path
-        segments.append(segment)
-    return str(path) + "".join(reversed(segments))
-
-
-def _check_string(path: _Path, value: str) -> str:
-    if "\x00" in value:
-        raise InvalidRecord(
-            _render(path),
-            "contains a NUL character (U+0000), which PostgreSQL cannot store; remove it",
-        )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidRecord(
-                _render(path), "contains an unpaired surrogate; it is not valid UTF-8"
-            ) from exc
-    return value
-
-
-def _key(path: _Path, key: Any) -> str:
-    if type(key) is str:
-        return _check_string((path, ".<key>"), key)
-    if isinstance(key, str):
-        return _check_string((path, ".<key>"), str(key))
-    if isinstance(key, enum.Enum):
-        key = key.value
-    if key is None or isinstance(key, bool | int | float | uuid.UUID | decimal.Decimal):
-        return str(key)
-    raise InvalidRecord(
-        _render((path, ".<key>")), f"mapping key of type {type(key).__name__} is not supported"
-    )
-
-
-def _sort_key(value: Any) -> str:
-    return canonical_json(value)
-
-
-def to_json(value: Any, path: str = "value") -> Any:
-    """Return ``value`` as JSON-compatible Python data (see the module docstring for the rules).
-
-    Raises :class:`~ml_audit.exceptions.InvalidRecord` naming ``path`` for unsupported input.
-    """
-    return _to_json(value, path, 0, set())
-
-
-def _float(value: float) -> float | int | str:
-    if not math.isfinite(value):
-        return _non_finite(value)
-    if abs(value) >= _EXACT_FLOAT and value.is_integer():
-        # PostgreSQL's jsonb returns such numbers as their exact integer digits; store that
-        # integer (it is the float's exact value) so stored data and hashes round-trip.
-        return int(value)
-    return float(value)
-
-
-def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
-    """The common case in one loop: str keys, plain scalar values. None: take the full path."""
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if type(key) is not str or "\x00" in key or not key.isascii():
-            return None
-        kind = type(item)
-        if kind is str:
-            if "\x00" in item or not item.isascii():
-                return None
-        elif kind is float:
-            if not (-_EXACT_FLOAT < item < _EXACT_FLOAT):  # also false for NaN
-                return None
-        elif not (kind is int or kind is bool or item is None):
-            return None
-        out[key] = item
-    return out
-
-
-def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
-    # Exact-type fast paths first: the common payload is a dict of str/int/float/bool.
-    kind = type(value)
-    if kind is str:
-        return _check_string(path, value)
-    if kind is int or kind is bool or value is None:
-        return value
-    if kind is float:
-        return _float(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return _check_string(path, str(value))
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return _float(float(value))
-    if depth >= MAX_DEPTH:
-        raise InvalidRecord(_render(path), f"is nested deeper than {MAX_DEPTH} levels")
-    if kind is dict:
-        fast = _flat_dict(value)
-        if fast is not None:
-            return fast
-    if isinstance(value, Mapping):
-        marker = id(value)
-        if marker in seen:
-            raise InvalidRecord(_render(path), "contains a reference cycle")
-        seen.add(marker)
-        out: dict[str, Any] = {}
-        for raw_key, item in value.items():
-            key = _key(path, raw_key)
-            if key in out:
-                raise InvalidRecord(_render(path), f"has two keys that both read as {key!r}")
-            out[key] = _to_json(item, (path, "." + key), depth + 1, seen)
-        seen.discard(marker)
-        return out
-    if isinstance(value, list | tuple):
-        marker = id(value)
-        if marker in seen:
-            raise InvalidRecord(_render(path), "contains a reference cycle")
-        seen.add(marker)
-        items = [_to_json(item, (path, f"[{i}]"), depth + 1, seen) for i, item in enumerate(value)]
-        seen.discard(marker)
-        return items
-    if isinstance(value, set | frozenset):
-        items = [_to_json(item, (path, "[]"), depth + 1, seen) for item in value]
-        return sorted(items, key=_sort_key)
-    if isinstance(value, decimal.Decimal):
-        if value.is_nan():
-            return "NaN"
-        if value.is_infinite():
-            return "Infinity" if value > 0 else "-Infinity"
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return _to_json(value.value, path, depth + 1, seen)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
-    module = type(value).__module__
-    # numpy scalars and arrays both have .tolist(), which gives plain Python values.
-    if (module == "numpy" or module.startswith("numpy.")) and hasattr(value, "tolist"):
-        return _to_json(value.tolist(), path, depth + 1, seen)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _to_json(dataclasses.asdict(value), path, depth + 1, seen)
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return _to_json(model_dump(mode="json"), path, depth + 1, seen)
-    raise InvalidRecord(
-        _render(path),
-        f"value of type {type(value).__module__}.{type(value).__qualname__} cannot be stored as "
-        "JSON; convert it to a str, number, list or dict first",
-    )
-
-
-_canonical_encode = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False
-).encode
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON text (sorted keys, no spaces, UTF-8) used for every hash."""
-    return _canonical_encode(value)
-
-
-def canonical_json_of_mapping(value: Mapping[str, Any], known: Mapping[str, str]) -> str:
-    """``canonical_json(value)`` for a flat-keyed mapping, reusing texts already computed.
-
-    ``known`` maps some top-level keys to their value's canonical JSON, so a large payload that
-    was serialised once (e.g. for the input fingerprint) is not serialised again. The result
-    is byte-for-byte ``canonical_json(value)`` (tested).
-    """
-    parts = []
-    for key in sorted(value):
-        text = known.get(key)
-        if text is None:
-            text = _canonical_encode(value[key])
-        parts.append(f"{_canonical_encode(key)}:{text}")
-    return "{" + ",".join(parts) + "}"
-
-
-def sha256_hex(value: Any) -> str:
-    """SHA-256 of the canonical JSON of ``value``, as 64 hex digits."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""JSON normalisation: real-world values (Decimal, datetime, numpy, dataclasses...) as JSON.
+
+(:func:`to_json`) turns real-world values into JSON without ``TypeError``:
+
+=====================================  =========================================================
+input                                  stored as
+=====================================  =========================================================
+``Decimal``                            string, exactly (``Decimal("0.10")`` -> ``"0.10"``)
+``datetime`` / ``date`` / ``time``     ISO 8601 string (offset kept when aware)
+``UUID``                               canonical string
+``Enum``                               its ``.value``, normalised
+``set`` / ``frozenset``                list, in a deterministic (canonical JSON) order
+``tuple`` / ``list``                   list
+``bytes`` / ``bytearray``              ``"base64:<standard base64>"``
+numpy scalars / arrays                 Python scalars / nested lists (numpy is not required)
+dataclasses, pydantic models           their fields (``asdict`` / ``model_dump``)
+``float('nan')``, ``±inf``             strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+whole floats of magnitude >= 2**53     the integer they exactly equal
+mapping keys int/float/bool/UUID/Enum  their string form (a collision is an error)
+=====================================  =========================================================
+
+Strings containing U+0000 or unpaired surrogates are refused (PostgreSQL cannot store them),
+as are cycles, nesting deeper than :data:`MAX_DEPTH` and any other type.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ml_audit.canonical import canonical_json
+from ml_audit.exceptions import InvalidRecord
+
+__all__ = ["MAX_DEPTH", "to_json"]
+
+MAX_DEPTH = 64
+
+_EXACT_FLOAT_INT = 2**53
+#: The same bound as a float (2**53 is one exactly), for comparisons with floats: cheaper.
+_EXACT_FLOAT = float(_EXACT_FLOAT_INT)
+
+
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+# A path is built lazily as nested (parent, segment) pairs and rendered only for an error
+# message, so normalising a large payload does not format a string per value.
+_Path = tuple[Any, str] | str
+
+
+def _render(path: _Path) -> str:
+    segments: list[str] = []
+    while isinstance(path, tuple):
+        path, segment = path
+        segments.append(segment)
+    return str(path) + "".join(reversed(segments))
+
+
+def _check_string(path: _Path, value: str) -> str:
+    if "\x00" in value:
+        raise InvalidRecord(
+            _render(path),
+            "contains a NUL character (U+0000), which PostgreSQL cannot store; remove it",
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRecord(
+                _render(path), "contains an unpaired surrogate; it is not valid UTF-8"
+            ) from exc
+    return value
+
+
+def _key(path: _Path, key: Any) -> str:
+    if type(key) is str:
+        return _check_string((path, ".<key>"), key)
+    if isinstance(key, str):
+        return _check_string((path, ".<key>"), str(key))
+    if isinstance(key, enum.Enum):
+        key = key.value
+    if key is None or isinstance(key, bool | int | float | uuid.UUID | decimal.Decimal):
+        return str(key)
+    raise InvalidRecord(
+        _render((path, ".<key>")), f"mapping key of type {type(key).__name__} is not supported"
+    )
+
+
+def _sort_key(value: Any) -> str:
+    return canonical_json(value)
+
+
+def to_json(value: Any, path: str = "value") -> Any:
+    """Return ``value`` as JSON-compatible Python data (see the module docstring for the rules).
+
+    Raises :class:`~ml_audit.exceptions.InvalidRecord` naming ``path`` for unsupported input.
+    """
+    return _to_json(value, path, 0, set())
+
+
+def _float(value: float) -> float | int | str:
+    if not math.isfinite(value):
+        return _non_finite(value)
+    if abs(value) >= _EXACT_FLOAT and value.is_integer():
+        # PostgreSQL's jsonb returns such numbers as their exact integer digits; store that
+        # integer (it is the float's exact value) so stored data and hashes round-trip.
+        return int(value)
+    return float(value)
+
+
+def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
+    """The common case in one loop: str keys, plain scalar values. None: take the full path."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str or "\x00" in key or not key.isascii():
+            return None
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or not item.isascii():
+                return None
+        elif kind is float:
+            if not (-_EXACT_FLOAT < item < _EXACT_FLOAT):  # also false for NaN
+                return None
+        elif not (kind is int or kind is bool or item is None):
+            return None
+        out[key] = item
+    return out
+
+
+def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
+    # Exact-type fast paths first: the common payload is a dict of str/int/float/bool.
+    kind = type(value)
+    if kind is str:
+        return _check_string(path, value)
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return _float(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return _check_string(path, str(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _float(float(value))
+    if depth >= MAX_DEPTH:
+        raise InvalidRecord(_render(path), f"is nested deeper than {MAX_DEPTH} levels")
+    if kind is dict:
+        fast = _flat_dict(value)
+        if fast is not None:
+            return fast
+    if isinstance(value, Mapping):
+        marker = id(value)
+        if marker in seen:
+            raise InvalidRecord(_render(path), "contains a reference cycle")
+        seen.add(marker)
+        out: dict[str, Any] = {}
+        for raw_key, item in value.items():
+            key = _key(path, raw_key)
+            if key in out:
+                raise InvalidRecord(_render(path), f"has two keys that both read as {key!r}")
+            out[key] = _to_json(item, (path, "." + key), depth + 1, seen)
+        seen.discard(marker)
+        return out
+    if isinstance(value, list | tuple):
+        marker = id(value)
+        if marker in seen:
+            raise InvalidRecord(_render(path), "contains a reference cycle")
+        seen.add(marker)
+        items = [_to_json(item, (path, f"[{i}]"), depth + 1, seen) for i, item in enumerate(value)]
+        seen.discard(marker)
+        return items
+    if isinstance(value, set | frozenset):
+        items = [_to_json(item, (path, "[]"), depth + 1, seen) for item in value]
+        return sorted(items, key=_sort_key)
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return "NaN"
+        if value.is_infinite():
+            return "Infinity" if value > 0 else "-Infinity"
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return _to_json(value.value, path, depth + 1, seen)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
+    module = type(value).__module__
+    # numpy scalars and arrays both have .tolist(), which gives plain Python values.
+    if (module == "numpy" or module.startswith("numpy.")) and hasattr(value, "tolist"):
+        return _to_json(value.tolist(), path, depth + 1, seen)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _to_json(dataclasses.asdict(value), path, depth + 1, seen)
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        return _to_json(model_dump(mode="json"), path, depth + 1, seen)
+    raise InvalidRecord(
+        _render(path),
+        f"value of type {type(value).__module__}.{type(value).__qualname__} cannot be stored as "
+        "JSON; convert it to a str, number, list or dict first",
+    )
