@@ -97,8 +97,8 @@ def test_demo_records_real_predictions_and_checks_itself(tmp_path: Path) -> None
     assert actor_types == {"user", "service"}
     for _, features, trace_id, _ in rows:
         stored = json.loads(features)
-        assert stored["email"] == "****"
-        assert stored["full_name"] == "****"
+        assert stored["email"] == "*****"
+        assert stored["full_name"] == "*****"
         assert "@example.com" not in features
         assert len(trace_id) == 32
     failed = [error for status, _, _, error in rows if status == "failed"]

@@ -8,4 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/score/", views.ScoreView.as_view(), name="score"),
     path("api/ml-audit/", include("ml_audit.api.urls")),
+    # DRF's login and logout views: the browsable API's "Log in" link, the way into the API
+    # from a browser (the API answers anonymous visitors 401).
+    path("api-auth/", include("rest_framework.urls")),
 ]

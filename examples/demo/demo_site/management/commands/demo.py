@@ -1,25 +1,32 @@
 """``manage.py demo``: set up, record a few hundred real predictions over HTTP, then serve.
 
 1. OpenTelemetry: a global TracerProvider and ``DjangoInstrumentor`` (``demo_site.tracing``);
-   with ``--otlp-endpoint`` spans are also exported over OTLP/HTTP (Phoenix works) and the
-   admin's trace links point there.
+   with ``--otlp-endpoint`` (checked first: something must listen there) spans are also
+   exported over OTLP/HTTP (Phoenix works) and the admin's trace links point there. Those links
+   are built for every row from one template, so such a run starts on a fresh database: every
+   row in it then has its trace at the endpoint. Without an endpoint there are no trace links.
 2. Migrates the SQLite database, creates the callers (API keys, tenants) and an ``auditor``
    who may read the audit trail.
 3. Trains the model, starts the site on ``--host``/``--port`` and sends ``--count`` real HTTP
    requests to ``POST /api/score/`` from mixed callers: some with PII that must come out
    redacted, some refused by validation, some the model refuses (recorded as failures).
-4. Prints where to look, checks what was recorded with ``--check``, and serves until Ctrl-C
-   (``--no-serve``: stop after sending).
+4. Checks what was recorded with ``--check``, prints where to look (the login page of the
+   browsable API among it) and serves until Ctrl-C; ``--no-serve`` stops after sending and
+   prints the command that serves it instead.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import secrets
+import shlex
+import socket
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,20 +45,79 @@ AUDITOR_PERMISSIONS = (
     "view_requestingactor",
     "view_accesslog",
 )
+DEFAULT_COUNT = 300
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_PROJECT = "ml-audit-demo"
+PHOENIX_ENDPOINT = "http://127.0.0.1:6006/v1/traces"
+API_PATH = "/api/ml-audit/predictions/"
+#: DRF's login view (``rest_framework.urls``), back to the API once logged in.
+LOGIN_PATH = f"/api-auth/login/?next={API_PATH}"
+#: The files of one SQLite database: the database and its WAL, shared-memory and journal files.
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_otlp_endpoint(url: str, timeout: float = 2.0) -> None:
+    """Stop in one line if nothing listens at ``url``: the exporter would otherwise log a
+    traceback for every batch it fails to send while the demo runs."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise CommandError(
+            f"--otlp-endpoint must be an http(s) URL such as {PHOENIX_ENDPOINT}, not {url!r}"
+        )
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CommandError(
+            f"Nothing listens at {url} ({reason}). Start Phoenix in another terminal first "
+            "(pip install arize-phoenix && phoenix serve: it listens on port 6006), "
+            "or leave out --otlp-endpoint."
+        ) from None
+
+
+def remove_sqlite_database(name: str) -> list[Path]:
+    """Remove the SQLite database ``name`` and its WAL/shared-memory/journal files; the
+    removed paths. Refuses a file that is not an SQLite database."""
+    database = Path(name)
+    if database.is_file() and database.stat().st_size:
+        with database.open("rb") as file:
+            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise CommandError(f"{database} is not an SQLite database; not removing it.")
+    removed = []
+    for suffix in SQLITE_SUFFIXES:
+        path = database.with_name(database.name + suffix)
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 class Command(BaseCommand):
     help = "Record real, explained, redacted predictions through the demo site, then serve it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--count", type=int, default=300, help="requests to send (300)")
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000, help="0: any free port")
+        parser.add_argument(
+            "--count", type=int, default=DEFAULT_COUNT, help=f"requests to send ({DEFAULT_COUNT})"
+        )
+        parser.add_argument("--host", default=DEFAULT_HOST)
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
         parser.add_argument("--no-serve", action="store_true", help="stop after sending")
         parser.add_argument("--check", action="store_true", help="verify what was recorded")
-        parser.add_argument("--otlp-endpoint", help="also export spans, e.g. Phoenix's /v1/traces")
-        parser.add_argument("--trace-url-template", help="default with an OTLP endpoint: Phoenix")
-        parser.add_argument("--project", default="ml-audit-demo", help="Phoenix project name")
+        parser.add_argument(
+            "--otlp-endpoint",
+            help="also export spans, e.g. Phoenix's /v1/traces (starts on a fresh database)",
+        )
+        parser.add_argument(
+            "--trace-url-template", help="with --otlp-endpoint; default: Phoenix's trace links"
+        )
+        parser.add_argument("--project", default=DEFAULT_PROJECT, help="Phoenix project name")
         parser.add_argument("--password", help="the auditor's password (default: random)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -60,16 +126,22 @@ class Command(BaseCommand):
         if options["count"] < 0:
             raise CommandError("--count must be 0 or more")
         endpoint = options["otlp_endpoint"]
-        provider = tracing.configure(otlp_endpoint=endpoint, project=options["project"])
         template = options["trace_url_template"]
-        if endpoint and not template:
-            parts = urlsplit(endpoint)
-            template = f"{parts.scheme}://{parts.netloc}/redirects/traces/{{trace_id}}"
-        if template:
-            from ml_audit.conf import audit_settings
-
-            settings.ML_AUDIT["TRACE_URL_TEMPLATE"] = template
-            audit_settings.reload()
+        if template and not endpoint:
+            raise CommandError(
+                "--trace-url-template needs --otlp-endpoint: without it no trace is exported, "
+                "so every trace link would be a dead end."
+            )
+        if endpoint:
+            check_otlp_endpoint(endpoint)
+            if not template:
+                parts = urlsplit(endpoint)
+                template = f"{parts.scheme}://{parts.netloc}/redirects/traces/{{trace_id}}"
+            self.start_fresh_database()
+        # The admin and the API link every row with a trace id to the template: only rows
+        # recorded by this run, whose spans went to this endpoint, may be in the database then.
+        self.set_trace_url_template(template)
+        provider = tracing.configure(otlp_endpoint=endpoint, project=options["project"])
 
         self.stdout.write("Migrating the demo database ...")
         call_command("migrate", verbosity=0, interactive=False)
@@ -93,17 +165,39 @@ class Command(BaseCommand):
         self.summarise(sent)
         if options["check"]:
             self.verify(base_url, (AUDITOR, password), sent, template)
-        self.where_to_look(base_url, password, template)
         if options["no_serve"]:
             server.shutdown()
             server.server_close()
+            self.how_to_serve(options, password, template)
             return
+        self.where_to_look(base_url, password, template)
         self.stdout.write(f"Serving on {base_url}/ - press Ctrl-C to stop.")
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             server.shutdown()
+
+    def start_fresh_database(self) -> None:
+        """With an OTLP endpoint: no row from an earlier run, whose spans this endpoint never
+        received, may get a trace link."""
+        from django.db import connections
+
+        database = settings.DATABASES["default"]
+        if database["ENGINE"] != "django.db.backends.sqlite3" or database["NAME"] == ":memory:":
+            return
+        connections["default"].close()
+        if remove_sqlite_database(str(database["NAME"])):
+            self.stdout.write(
+                f"Starting on a fresh database (--otlp-endpoint: every recorded prediction "
+                f"links to its trace there), removed the previous {database['NAME']}"
+            )
+
+    def set_trace_url_template(self, template: str | None) -> None:
+        from ml_audit.conf import audit_settings
+
+        settings.ML_AUDIT["TRACE_URL_TEMPLATE"] = template
+        audit_settings.reload()
 
     def create_users(self, password: str) -> dict[str, str]:
         from demo_site.auth import SERVICE_GROUP, TENANT_PREFIX, api_key_for
@@ -214,10 +308,48 @@ class Command(BaseCommand):
 
     def where_to_look(self, base_url: str, password: str, template: str | None) -> None:
         self.stdout.write(
-            "\nWhere to look:\n"
+            "\nWhere to look (log in first: the API answers anonymous visitors 401):\n"
             f"  admin     {base_url}/admin/ml_audit/predictionevent/\n"
-            f"  REST API  {base_url}/api/ml-audit/predictions/\n"
+            f"  REST API  {base_url}{API_PATH}\n"
+            f"  log in    {base_url}{LOGIN_PATH} (the admin's login works too)\n"
             f"  login     user {AUDITOR!r}, password {password!r} (admin and API)\n"
             f"  database  {settings.DATABASES['default']['NAME']}\n"
             + (f"  traces    {template}\n" if template else "")
         )
+
+    def how_to_serve(self, options: dict[str, Any], password: str, template: str | None) -> None:
+        """``--no-serve``: the server has stopped, so no URL of it; the command that serves."""
+        self.stdout.write(
+            "\nThe server has stopped (--no-serve); what it recorded stays in the database:\n"
+            f"  database  {settings.DATABASES['default']['NAME']}\n"
+            f"  login     user {AUDITOR!r}, password {password!r} (admin and API)\n"
+            + (f"  traces    {template}\n" if template else "")
+            + "To serve the demo and look around, run it without --no-serve:\n"
+            f"  {serve_command(options, password)}\n"
+        )
+
+
+def serve_command(options: dict[str, Any], password: str) -> str:
+    """The shell command of this run without ``--no-serve`` (and the same password)."""
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    if manage.is_relative_to(Path.cwd()):
+        manage = manage.relative_to(Path.cwd())
+    argv = ["python", str(manage), "demo"]
+    if options["count"] != DEFAULT_COUNT:
+        argv += ["--count", str(options["count"])]
+    if options["host"] != DEFAULT_HOST:
+        argv += ["--host", options["host"]]
+    if options["port"] != DEFAULT_PORT:
+        argv += ["--port", str(options["port"])]
+    if options["check"]:
+        argv.append("--check")
+    if options["otlp_endpoint"]:
+        argv += ["--otlp-endpoint", options["otlp_endpoint"]]
+    if options["trace_url_template"]:
+        argv += ["--trace-url-template", options["trace_url_template"]]
+    if options["project"] != DEFAULT_PROJECT:
+        argv += ["--project", options["project"]]
+    argv += ["--password", password]
+    command = shlex.join(argv)
+    database = os.environ.get("ML_AUDIT_DEMO_DB")
+    return f"ML_AUDIT_DEMO_DB={shlex.quote(database)} {command}" if database else command
