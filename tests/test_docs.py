@@ -30,7 +30,9 @@ def test_the_readme_starts_with_the_demo_and_the_test_commands() -> None:
     assert README.index(demo) < README.index("---")
     assert demo.startswith("python3 -m venv .venv && ")
     assert demo.endswith(".venv/bin/python examples/demo/manage.py demo --check")
+    assert '-e ".[demo]"' in demo  # only what the demo needs, not the development tools
     assert tests.endswith(".venv/bin/python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest\n" in ci  # the README's test command
     assert "examples/demo/manage.py demo" in ci  # and the demo, as a smoke test
+    assert '-e ".[demo]"' in ci  # in a virtualenv with the demo extra only, as the README

@@ -50,3 +50,10 @@ def test_imports_stay_light(imports: str, forbidden: tuple[str, ...]) -> None:
 
 def test_package_ships_py_typed() -> None:
     assert (Path(ml_audit.__file__).parent / "py.typed").exists()
+
+
+def test_version_sorts_above_the_0_2_0_release_it_succeeds() -> None:
+    """``pip install -U`` must never replace this package with django-ml-audit 0.2.0."""
+    from packaging.version import Version
+
+    assert Version(ml_audit.__version__) > Version("0.2.0")
