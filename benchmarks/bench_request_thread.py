@@ -1,11 +1,13 @@
-"""Request-thread cost of one prediction in batch mode, against a bare SDK span.
+"""Request-thread cost of one prediction, against a bare SDK span.
 
 Measures what the caller's thread pays for ``with prediction_span(...) as p: p.set_output(...)``
-with 20 features in batch mode (validation, redaction, span, attributes, hand-over, enqueue;
-the database write happens on the worker thread), and a bare SDK span from the same provider
-carrying the same number of attributes, interleaved call by call in one run.
+with 20 features in the default journal mode (validation, redaction, span, attributes,
+hand-over, journal append, enqueue; the database write happens on the worker thread), and a
+bare SDK span from the same provider carrying the same number of attributes, interleaved call
+by call in one run. ``--mode batch`` measures the journal-less queue, ``--fsync`` the journal
+with ``JOURNAL_FSYNC``.
 
-    python benchmarks/bench_request_thread.py [--count 20000] [--stages]
+    python benchmarks/bench_request_thread.py [--count 20000] [--mode journal] [--stages]
 
 ``--stages`` adds a breakdown: the steps of the helper (the internal calls it makes, on the
 same inputs) timed on their own in the same run, and what the measured p50 leaves for the
@@ -20,8 +22,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import statistics
+import tempfile
 import time
+from typing import Any
 
 from _django import bench_features as features
 from _django import setup
@@ -34,6 +39,8 @@ def main() -> None:
     parser.add_argument(
         "--stages", action="store_true", help="also time the steps of the helper on their own"
     )
+    parser.add_argument("--mode", choices=("journal", "batch"), default="journal")
+    parser.add_argument("--fsync", action="store_true", help="journal mode with JOURNAL_FSYNC")
     parser.add_argument(
         "--busy-worker",
         action="store_true",
@@ -55,15 +62,23 @@ def main() -> None:
     # and the schedule delay outlasts it, so the numbers are the request thread's own cost.
     # (--busy-worker measures with the worker writing concurrently instead.)
     burst = 1000
+    spool_dir = tempfile.mkdtemp(prefix="ml-audit-bench-")
+    settings.ML_AUDIT = {
+        "WRITE_MODE": args.mode,
+        "JOURNAL_FSYNC": args.fsync,
+        "SPOOL_DIR": spool_dir,
+    }
     if not args.busy_worker:
-        settings.ML_AUDIT = {
-            "BATCH_MAX_SIZE": burst + 1,
-            "BATCH_MAX_QUEUE_SIZE": 10 * burst,
-            "BATCH_SCHEDULE_DELAY_MS": 600_000,
-        }
-        from ml_audit.conf import audit_settings
+        settings.ML_AUDIT.update(
+            {
+                "BATCH_MAX_SIZE": burst + 1,
+                "BATCH_MAX_QUEUE_SIZE": 10 * burst,
+                "BATCH_SCHEDULE_DELAY_MS": 600_000,
+            }
+        )
+    from ml_audit.conf import audit_settings
 
-        audit_settings.reload()
+    audit_settings.reload()
     provider = TracerProvider()
     pipeline = otel_setup.install(provider)
     bare_tracer = provider.get_tracer("bench")
@@ -109,8 +124,10 @@ def main() -> None:
         ordered = sorted(times)
         return ordered[int(len(ordered) * q)] * 1e6
 
+    mode = args.mode + (" + fsync" if args.fsync else "")
     result = {
         "backend": backend,
+        "mode": mode,
         "count": args.count,
         "worker": "busy" if args.busy_worker else "parked during bursts",
         "attributes": len(bare_attributes),
@@ -121,7 +138,7 @@ def main() -> None:
     }
     result["ratio_p50"] = result["prediction_span_p50_us"] / result["bare_span_p50_us"]
     if args.stages:
-        result["stages_p50_us"] = stages(max(1000, args.count // 10), actor)
+        result["stages_p50_us"] = stages(max(1000, args.count // 10), actor, args)
         result["stages_p50_us"]["rest (ids, context, hand-over, enqueue)"] = result[
             "prediction_span_p50_us"
         ] - sum(result["stages_p50_us"].values())
@@ -129,12 +146,12 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(
-        f"backend: {backend}, {args.count} calls each, {len(bare_attributes)} attributes, "
-        f"worker {result['worker']}"
+        f"backend: {backend}, mode {mode}, {args.count} calls each, "
+        f"{len(bare_attributes)} attributes, worker {result['worker']}"
     )
     print(f"  bare SDK span            p50 {result['bare_span_p50_us']:8.1f} us")
     print(
-        f"  prediction_span (batch)  p50 {result['prediction_span_p50_us']:8.1f} us"
+        f"  prediction_span          p50 {result['prediction_span_p50_us']:8.1f} us"
         f"   p90 {result['prediction_span_p90_us']:8.1f} us"
     )
     print(f"  ratio (p50): {result['ratio_p50']:.2f}")
@@ -142,13 +159,15 @@ def main() -> None:
         print(f"    {name:42s} {value:8.1f} us")
     print(f"  processor: {stats}")
     otel_setup.uninstall()
+    shutil.rmtree(spool_dir, ignore_errors=True)
 
 
-def stages(count: int, actor: object) -> dict[str, float]:
+def stages(count: int, actor: object, args: argparse.Namespace) -> dict[str, float]:
     """The helper's steps, each timed on its own (p50 over ``count`` interleaved calls)."""
     from ml_audit.conf import audit_settings
     from ml_audit.otel import conventions
     from ml_audit.otel import setup as otel_setup
+    from ml_audit.otel.journal import Journal, journal_line
     from ml_audit.records import PredictionRecord, create_draft
 
     policy = audit_settings.redaction_policy
@@ -185,19 +204,29 @@ def stages(count: int, actor: object) -> dict[str, float]:
         span.set_attributes(attributes)
         span.end()
 
-    steps = {
+    journal_dir = tempfile.mkdtemp(prefix="ml-audit-bench-journal-")
+    journal = Journal(journal_dir, fsync=args.fsync)
+
+    def journal_append(i: int) -> None:
+        journal.done(journal.append(journal_line(redacted, None, 1.5)))
+
+    steps: dict[str, Any] = {
         "features(i) (input construction)": features,
         "validate + normalise + redact (one walk)": validate_normalise_redact,
         "outcome + redacted record": outcome_and_record,
         "encode attributes": encode,
         "SDK span: start + set_attributes + end": sdk_span,
     }
+    if args.mode == "journal":
+        steps["journal: encode the line + write() (+ done)"] = journal_append
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(count):
         for name, step in steps.items():
             t0 = time.perf_counter()
             step(i)
             times[name].append(time.perf_counter() - t0)
+    journal.close()
+    shutil.rmtree(journal_dir, ignore_errors=True)
     return {name: statistics.median(values) * 1e6 for name, values in times.items()}
 
 

@@ -65,9 +65,17 @@ DEFAULTS: dict[str, Any] = {
     # spans and rows, through a private provider that exports nothing.
     "OTEL_ENABLED": True,
     "SET_GLOBAL_TRACER_PROVIDER": True,
-    # How the span helpers persist: "batch" (queue + background worker) or "sync".
+    # How the span helpers persist. "journal": each record is appended to this process's
+    # journal file before the span ends (it survives the process from then on) and written
+    # by a background worker in batches. "batch": the same worker, without the journal — a
+    # record still queued when the process dies (kill -9, OOM, a crash, SIGTERM without a
+    # graceful handler) is LOST. "sync": written before the span ends.
     # record_prediction_event always writes synchronously so it can return the row.
-    "WRITE_MODE": "batch",
+    "WRITE_MODE": "journal",
+    # journal mode: fdatasync each journal append, so acknowledged records also survive a
+    # power loss or kernel crash (not only the death of the process), at the cost of a disk
+    # flush per prediction.
+    "JOURNAL_FSYNC": False,
     # Put redacted payloads (features, output, metadata, auth context) on exported spans.
     "EXPORT_PAYLOADS": True,
     # Cut each exported JSON attribute to this many characters (None: no cut of ours).
@@ -117,7 +125,7 @@ DEFAULTS: dict[str, Any] = {
 
 API_PAGINATIONS = ("cursor", "page")
 
-WRITE_MODES = ("batch", "sync")
+WRITE_MODES = ("journal", "batch", "sync")
 
 AUDIT_FAILURE_POLICIES = ("fail", "serve")
 
@@ -276,6 +284,10 @@ class MLAuditSettings:
     @cached_property
     def DROP_ON_OVERFLOW(self) -> bool:
         return self._bool("DROP_ON_OVERFLOW")
+
+    @cached_property
+    def JOURNAL_FSYNC(self) -> bool:
+        return self._bool("JOURNAL_FSYNC")
 
     @cached_property
     def WRITE_RETRY_ATTEMPTS(self) -> int:

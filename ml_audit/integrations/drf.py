@@ -59,7 +59,7 @@ below). It returns ``None`` (no explanation) or a mapping: the keyword arguments
     ``503`` (:class:`AuditUnavailable`) and not the prediction. The processor still spools the
     record and replays it, because the model did run.
 ``"serve"``
-    The prediction is served; the record is written in ``ML_AUDIT['WRITE_MODE']`` (batch by
+    The prediction is served; the record is written in ``ML_AUDIT['WRITE_MODE']`` (journal by
     default) and a record that cannot be written is spooled and replayed, and logged. With an
     ``explanation_builder`` the write is synchronous (the explanation needs the row).
 
@@ -267,7 +267,7 @@ def audited_prediction(
                     features=inputs,
                     actor=(actor or actor_from_request)(request),
                     environment=environment,
-                    mode="sync" if sync else "batch",
+                    mode="sync" if sync else None,
                     describe_error=_error_message,
                 )
             except InvalidRecord as invalid:

@@ -79,26 +79,25 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import (
     DatabaseError,
-    InterfaceError,
-    OperationalError,
     close_old_connections,
     connections,
 )
 from opentelemetry import metrics
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.metrics import Counter, MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ml_audit import store
 from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.otel import conventions, pending
+from ml_audit.otel.journal import Journal, Segment, journal_line
 from ml_audit.otel.spool import ReplayResult, Spool, SpooledExplanation
+from ml_audit.otel.writes import in_atomic, is_connection_error, log_conflict, run_untraced
 from ml_audit.records import ExplanationRecord, PredictionRecord, revalidated
 
 __all__ = ["COUNTERS", "MLAuditSpanProcessor", "is_connection_error", "run_untraced"]
@@ -117,21 +116,17 @@ _DESCRIPTIONS = {
     "dropped": "Prediction records neither stored nor spooled (each one is logged)",
 }
 
-#: A queued record, the explicit database alias it goes to (None: the audit alias) and the
-#: latency to set on it (the span helpers': its span's duration), or None. The writer thread
-#: sets it (:func:`_record_of`), so that the request thread does not copy the record for it.
-_Item = tuple[PredictionRecord, str | None, float | None]
+#: A queued record, the explicit database alias it goes to (None: the audit alias), the
+#: latency to set on it (the span helpers': its span's duration) or None, and the journal
+#: segment holding it (``journal`` mode) or None. The writer thread sets the latency
+#: (:func:`_record_of`), so that the request thread does not copy the record for it.
+_Item = tuple[PredictionRecord, str | None, float | None, Segment | None]
 
 
 def _record_of(item: _Item) -> PredictionRecord:
     """The record to persist for a queued item (see ``_Item``)."""
-    record, _, latency = item
+    record, _, latency, _ = item
     return record if latency is None else pending.with_latency(record, latency)
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether a write failed because of the database connection, not the records."""
-    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def _positive(name: str, value: Any) -> int:
@@ -187,6 +182,7 @@ class MLAuditSpanProcessor(SpanProcessor):
         spool_dir: str | os.PathLike[str] | None = None,
         using: str | None = None,
         meter_provider: MeterProvider | None = None,
+        journal_fsync: bool | None = None,
     ) -> None:
         def default(value: Any, setting: str) -> Any:
             return getattr(audit_settings, setting) if value is None else value
@@ -236,6 +232,13 @@ class MLAuditSpanProcessor(SpanProcessor):
             raise ValueError("using must be a database alias or None.")
         self._using = using
         self.spool = Spool(directory)
+        fsync = default(journal_fsync, "JOURNAL_FSYNC")
+        if not isinstance(fsync, bool):
+            raise ValueError("journal_fsync must be True or False.")
+        #: ``journal`` mode's write-ahead journal (None in the other modes).
+        self.journal: Journal | None = (
+            Journal(directory, fsync=fsync) if mode == "journal" else None
+        )
 
         from ml_audit import __version__
 
@@ -312,14 +315,14 @@ class MLAuditSpanProcessor(SpanProcessor):
             if (
                 handed is not None
                 and not handed.sync
-                and self._mode == "batch"
+                and self._mode != "sync"
                 and handed.record.redaction is not None
             ):
-                # The span helpers' batch write, inline: queue the record, latency and all.
+                # The span helpers' queued write, inline: journal and queue the record.
                 latency = None
                 if handed.latency_from_span:
                     latency = pending.latency_ms(handed, span.start_time, span.end_time)
-                self._enqueue((handed.record, handed.using or self._using, latency))
+                self._queue_record(handed.record, handed.using or self._using, latency)
                 return
             self._persist(span, handed)
         except Exception as exc:
@@ -328,7 +331,9 @@ class MLAuditSpanProcessor(SpanProcessor):
                 self._count("dropped")
             else:
                 # Last resort, so that even a bug here does not lose the record.
-                self._spool_items([(handed.record, handed.using or self._using, None)], reason=exc)
+                self._spool_items(
+                    [(handed.record, handed.using or self._using, None, None)], reason=exc
+                )
                 if not handed.done.is_set():
                     handed.fail(exc)
 
@@ -387,11 +392,15 @@ class MLAuditSpanProcessor(SpanProcessor):
                 self._process(leftovers, in_worker=False)
             else:
                 self._spool_items(leftovers, reason="the writer did not finish in time")
+            self._release(leftovers)
             with self._lock:
                 self._finished += len(leftovers)
                 self._progress.notify_all()
         with suppress(OSError):
             self.spool.rotate()
+        if self.journal is not None:
+            with suppress(OSError):
+                self.journal.close()
 
     def replay_spool(self, *, include_active: bool = False) -> ReplayResult:
         """Replay the spool now, in the calling thread: this process's own spooled records
@@ -433,7 +442,27 @@ class MLAuditSpanProcessor(SpanProcessor):
                 record = pending.with_latency(record, latency)
             self._write_now(record, using, handed)
         else:
-            self._enqueue((record, using, latency))
+            self._queue_record(record, using, latency)
+
+    def _queue_record(self, record: PredictionRecord, using: str | None, latency: Any) -> None:
+        """Queue a record for the writer; in ``journal`` mode after it is in the journal, so
+        that it survives this process from here on."""
+        journal = self.journal
+        if journal is None:
+            self._enqueue((record, using, latency, None))
+            return
+        try:
+            segment = journal.append(journal_line(record, using, latency))
+        except Exception as exc:
+            logger.error(
+                "ml_audit: could not journal prediction %s (%s: %s); writing it now instead",
+                record.prediction_id,
+                type(exc).__name__,
+                exc,
+            )
+            self._write_now(_record_of((record, using, latency, None)), using, None)
+            return
+        self._enqueue((record, using, latency, segment))
 
     def _decode(self, span: ReadableSpan) -> PredictionRecord | None:
         try:
@@ -464,7 +493,7 @@ class MLAuditSpanProcessor(SpanProcessor):
                 type(exc).__name__,
                 exc,
             )
-            self._spool_items([(record, using, None)], reason=exc)
+            self._spool_items([(record, using, None, None)], reason=exc)
             if handed is not None:
                 handed.fail(exc)
             return
@@ -474,7 +503,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             if handed is not None:
                 handed.fail(outcome.conflict)
             else:
-                _log_conflict(outcome.conflict)
+                log_conflict(outcome.conflict)
             return
         self._count("written" if outcome.created else "duplicates")
         if handed is not None:
@@ -533,7 +562,8 @@ class MLAuditSpanProcessor(SpanProcessor):
                         self._not_empty.notify()
         if not reason:
             self._count("queued")
-        elif reason == "no writer thread":
+            return
+        if reason == "no writer thread":
             self._write_now(_record_of(item), item[1], None)
         elif reason == "the queue is full" and self._drop_on_overflow:
             logger.error(
@@ -545,6 +575,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             self._count("dropped")
         else:
             self._spool_items([item], reason=reason)
+        self._release([item])
 
     # ------------------------------------------------------------------ the worker
 
@@ -564,6 +595,8 @@ class MLAuditSpanProcessor(SpanProcessor):
 
     def _run(self) -> None:
         try:
+            # A writer that starts takes over what writers that died left behind.
+            self._replay(idle=False)
             while True:
                 batch = self._next_batch()
                 if batch is None:
@@ -577,6 +610,7 @@ class MLAuditSpanProcessor(SpanProcessor):
                     logger.exception("ml_audit: unexpected error in the audit writer")
                     self._spool_items(batch, reason=exc)
                 finally:
+                    self._release(batch)
                     with self._lock:
                         self._finished += len(batch)
                         self._progress.notify_all()
@@ -749,7 +783,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             try:
                 return self._write_once(records, using)
             except DatabaseError as exc:
-                if attempt >= self._retry_attempts or self._drain_failed or _in_atomic(using):
+                if attempt >= self._retry_attempts or self._drain_failed or in_atomic(using):
                     raise
                 delay = self._retry_backoff * 2**attempt
                 attempt += 1
@@ -770,7 +804,7 @@ class MLAuditSpanProcessor(SpanProcessor):
         for outcome in result.outcomes:
             if outcome.conflict is not None:
                 self._count("conflicts")
-                _log_conflict(outcome.conflict)
+                log_conflict(outcome.conflict)
             elif outcome.created:
                 created += 1
             else:
@@ -836,6 +870,19 @@ class MLAuditSpanProcessor(SpanProcessor):
                 self._spooled_since_replay = True
                 self._replay_retry_at = time.monotonic() + self.replay_retry_interval
 
+    def _release(self, items: Iterable[_Item]) -> None:
+        """These queued records are written or spooled: their journal lines may go."""
+        journal = self.journal
+        if journal is None:
+            return
+        counts: dict[Segment, int] = {}
+        for item in items:
+            segment = item[3]
+            if segment is not None:
+                counts[segment] = counts.get(segment, 0) + 1
+        for segment, count in counts.items():
+            journal.done(segment, count)
+
     # ------------------------------------------------------------------ counters
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -850,42 +897,6 @@ def _by_alias(items: Iterable[_Item]) -> list[tuple[str | None, list[PredictionR
     for item in items:
         groups.setdefault(item[1], []).append(_record_of(item))
     return list(groups.items())
-
-
-_T = TypeVar("_T")
-
-
-def run_untraced(call: Callable[..., _T], *args: Any, using: str | None, **kwargs: Any) -> _T:
-    """``call(*args, using=using, **kwargs)`` with OpenTelemetry instrumentation suppressed
-    (the library never traces its own writes); after a database error the connection of
-    ``using`` is closed (outside the caller's transaction) so that the next attempt reconnects."""
-    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        return call(*args, using=using, **kwargs)
-    except DatabaseError:
-        with suppress(Exception):
-            connection = connections[store.resolve_alias(using)]
-            if not connection.in_atomic_block:
-                connection.close()
-        raise
-    finally:
-        detach(token)
-
-
-def _in_atomic(using: str | None) -> bool:
-    try:
-        return connections[store.resolve_alias(using)].in_atomic_block
-    except Exception:
-        return False
-
-
-def _log_conflict(conflict: Any) -> None:
-    logger.error(
-        "ml_audit: prediction %s not written: its prediction_id is already stored with "
-        "different content (differs in: %s)",
-        conflict.prediction_id,
-        ", ".join(conflict.fields) or "unknown",
-    )
 
 
 def _shutdown_at_exit(ref: weakref.ref[MLAuditSpanProcessor]) -> None:

@@ -39,7 +39,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from ml_audit.conf import audit_settings
+from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.exceptions import InvalidRecord
 from ml_audit.otel import conventions, pending
 from ml_audit.otel.conventions import ATTR
@@ -226,11 +226,12 @@ class prediction_span:
 
     Use it as ``with prediction_span(...) as p`` or, in async code, ``async with``. Inputs are
     validated on entry (an invalid call raises ``InvalidRecord`` before the model runs).
-    ``mode`` is ``"batch"`` or ``"sync"`` (default ``ML_AUDIT['WRITE_MODE']``); in sync mode
-    the saved row is ``p.event`` after the block. Under ``async with`` a sync-mode write runs
-    in a thread (``asgiref.sync_to_async``), as Django's ORM requires. ``describe_error``
-    turns an exception raised in the block into the stored (then redacted) error message;
-    the default is ``str(exc)``; the error type is always the exception's class.
+    ``mode`` is ``"sync"`` (the row is written before the block exits: ``p.event``) or
+    ``"journal"`` / ``"batch"`` (queued; the processor's ``ML_AUDIT['WRITE_MODE']`` decides
+    which of the two applies); default ``ML_AUDIT['WRITE_MODE']``. Under ``async with`` a
+    sync-mode write runs in a thread (``asgiref.sync_to_async``), as Django's ORM requires.
+    ``describe_error`` turns an exception raised in the block into the stored (then redacted)
+    error message; the default is ``str(exc)``; the error type is always the exception's class.
     """
 
     def __init__(
@@ -248,8 +249,8 @@ class prediction_span:
     ) -> None:
         self.mode = mode or audit_settings.WRITE_MODE
         self.describe_error = describe_error
-        if self.mode not in ("batch", "sync"):
-            raise ValueError(f"mode must be 'batch' or 'sync', not {self.mode!r}")
+        if self.mode not in WRITE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(WRITE_MODES)}, not {self.mode!r}")
         try:
             policy: RedactionPolicy | None = audit_settings.redaction_policy
         except Exception:  # invalid settings: raised where they always were, when redacting

@@ -170,7 +170,7 @@ def failing_write_many(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "async"}, "mode must be one of 'batch', 'sync'"),
+        ({"mode": "async"}, "mode must be one of 'journal', 'batch', 'sync'"),
         ({"max_queue_size": 0}, "max_queue_size must be a positive integer."),
         ({"max_queue_size": True}, "max_queue_size must be a positive integer."),
         ({"max_batch_size": -1}, "max_batch_size must be a positive integer."),

@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_audit import store
 from ml_audit.conf import audit_settings
-from ml_audit.otel.processor import is_connection_error, run_untraced
 from ml_audit.otel.spool import DEFAULT_REPLAY_BATCH_SIZE, Spool, SpooledExplanation
+from ml_audit.otel.writes import is_connection_error, run_untraced
 from ml_audit.records import PredictionRecord
 
 

@@ -1,0 +1,262 @@
+"""The write-ahead journal of the ``journal`` write mode: acknowledged means on disk.
+
+In ``journal`` mode (the default) the span processor appends every record to this process's
+journal segment *before* ``span.end()`` returns, then queues it for the batch writer. The
+append is one ``write()`` into a file opened ``O_APPEND``: once it returns, the line is in the
+kernel, which keeps it whatever happens to the process (``kill -9``, an out-of-memory kill, a
+crash, an exit that skips ``atexit``). With ``fsync=True`` (``ML_AUDIT['JOURNAL_FSYNC']``)
+each append is also ``fdatasync``-ed, so it survives a power loss or a kernel crash too;
+without it, what the kernel has not written back yet (seconds) is lost in those cases.
+
+Segments are spool files (same line format, see :mod:`ml_audit.otel.spool`) named
+``spool-<pid>-<hex>.journal``, created ``0o600`` and locked (``flock``) by their process for as
+long as it lives. The writer reports each record it has finished with (written to the database,
+or copied to the spool) through :meth:`Journal.done`; a segment whose records are all finished
+is emptied (``ftruncate``) or, once full and rotated, deleted. A segment whose owner died keeps
+its unfinished records and its lock is free: the spool's replay takes it like a ``.ready``
+file (idempotently: records that did reach the database come back as identical duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+import weakref
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from ml_audit.records import PredictionRecord
+
+try:  # the ``fast`` extra
+    import orjson
+
+    _orjson_dumps: Any = orjson.dumps
+    _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    _orjson_dumps = None
+    _APPEND_NEWLINE = 0
+
+__all__ = ["JOURNAL", "Journal", "Segment", "journal_line"]
+
+JOURNAL = ".journal"
+#: A segment is rotated once it holds this many bytes (and deleted when its records are done).
+DEFAULT_MAX_SEGMENT_BYTES = 8 * 1024 * 1024
+
+_datasync = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # macOS: fsync
+
+try:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+except ImportError:  # pragma: no cover - not POSIX: no crash recovery by lock
+
+    def _lock(fd: int) -> None:
+        return None
+
+
+def journal_line(record: PredictionRecord, using: str | None, latency_ms: float | None) -> bytes:
+    """The spool line of a queued record: its redacted fields, the alias it goes to and the
+    latency the writer will set on it (``_using`` and ``_latency_ms`` keys when given)."""
+    data: dict[str, Any] = record.to_dict()
+    if using is not None:
+        data["_using"] = using
+    if latency_ms is not None:
+        data["_latency_ms"] = latency_ms
+    if _orjson_dumps is not None:
+        try:
+            line: bytes = _orjson_dumps(data, option=_APPEND_NEWLINE)
+            return line
+        except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
+            pass
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+class Segment:
+    """One journal file: how many records were appended to it and how many are done."""
+
+    __slots__ = ("appended", "done", "fd", "path", "rotated", "size")
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+        self.appended = 0
+        self.done = 0
+        self.size = 0
+        self.rotated = False
+
+
+class Journal:
+    """This process's journal segments in ``directory`` (thread-safe, fork-aware)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        prepare_directory: Any = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self.max_segment_bytes = max_segment_bytes
+        #: ``callable(directory)`` run before the first segment is created (the spool's
+        #: directory checks), or None.
+        self._prepare_directory = prepare_directory
+        self._lock = threading.Lock()
+        self._segment: Segment | None = None
+        #: Rotated segments with records not done yet.
+        self._rotated: set[Segment] = set()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                journal = ref()
+                if journal is not None:
+                    journal._after_fork_in_child()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def __repr__(self) -> str:
+        return f"<Journal {str(self.directory)!r}>"
+
+    @property
+    def active_path(self) -> Path | None:
+        segment = self._segment
+        return segment.path if segment is not None else None
+
+    def append(self, line: bytes) -> Segment:
+        """Write one line (see :func:`journal_line`) durably as configured; its segment.
+
+        Raises ``OSError`` when it cannot be written (nothing of it is kept then).
+        """
+        with self._lock:
+            segment = self._segment
+            if segment is None:
+                segment = self._segment = self._open_locked()
+            start = segment.size
+            try:
+                written = os.write(segment.fd, line)
+                if written != len(line):  # a short write: disk full, a signal...
+                    view = memoryview(line)[written:]
+                    while view:
+                        view = view[os.write(segment.fd, view) :]
+                if self.fsync:
+                    _datasync(segment.fd)
+            except OSError:
+                self._cut_back_locked(segment, start)
+                raise
+            segment.size = start + len(line)
+            segment.appended += 1
+            if segment.size >= self.max_segment_bytes:
+                self._rotate_locked(segment)
+            return segment
+
+    def done(self, segment: Segment, count: int = 1) -> None:
+        """``count`` records of ``segment`` are in the database or the spool."""
+        with self._lock:
+            segment.done += count
+            if segment.done < segment.appended:
+                return
+            if segment.rotated:
+                self._rotated.discard(segment)
+                self._remove_locked(segment)
+            elif segment is self._segment and segment.size:
+                # Everything in it is safe elsewhere: start it again from empty.
+                try:
+                    os.ftruncate(segment.fd, 0)
+                except OSError:
+                    return
+                segment.size = 0
+
+    def pending(self) -> int:
+        """Records appended to this process's segments and not done yet."""
+        with self._lock:
+            segments = [*self._rotated, *([self._segment] if self._segment else [])]
+            return sum(s.appended - s.done for s in segments)
+
+    def close(self) -> None:
+        """Release this process's segments: a segment whose records are all done is deleted;
+        one with records not done stays, unlocked, for the next writer to replay."""
+        with self._lock:
+            segments = [*self._rotated, *([self._segment] if self._segment else [])]
+            self._segment = None
+            self._rotated = set()
+            for segment in segments:
+                if segment.done >= segment.appended:
+                    self._remove_locked(segment)
+                else:
+                    with suppress(OSError):
+                        os.close(segment.fd)
+
+    # ------------------------------------------------------------------ internals
+
+    def _open_locked(self) -> Segment:
+        if self._prepare_directory is not None:
+            self._prepare_directory(self.directory)
+        else:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stem = f"spool-{os.getpid()}-{uuid.uuid4().hex}"
+        tmp = self.directory / f".{stem}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            _lock(fd)  # locked before it has its name: nobody ever sees it unlocked
+            path = self.directory / f"{stem}{JOURNAL}"
+            os.rename(tmp, path)
+            if self.fsync:
+                _fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return Segment(fd, path)
+
+    def _rotate_locked(self, segment: Segment) -> None:
+        segment.rotated = True
+        if self._segment is segment:
+            self._segment = None
+        if segment.done >= segment.appended:
+            self._remove_locked(segment)
+        else:
+            self._rotated.add(segment)
+
+    def _remove_locked(self, segment: Segment) -> None:
+        # Unlinked while still locked and open: nobody can claim a file that is going away.
+        with suppress(OSError):
+            os.unlink(segment.path)
+        with suppress(OSError):
+            os.close(segment.fd)
+        if self._segment is segment:
+            self._segment = None
+
+    def _cut_back_locked(self, segment: Segment, start: int) -> None:
+        try:
+            os.ftruncate(segment.fd, start)
+        except OSError:
+            # A torn line may remain: never append after it. The segment stays for replay,
+            # which quarantines the torn line.
+            self._rotate_locked(segment)
+
+    def _after_fork_in_child(self) -> None:
+        # The child's copies of the parent's descriptors are closed without unlocking: the
+        # flock belongs to the open file description the parent still holds.
+        self._lock = threading.Lock()
+        segments = [*self._rotated, *([self._segment] if self._segment else [])]
+        for segment in segments:
+            with suppress(OSError):
+                os.close(segment.fd)
+        self._segment = None
+        self._rotated = set()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
