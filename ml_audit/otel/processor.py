@@ -79,7 +79,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -96,9 +96,11 @@ from ml_audit import store
 from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.otel import conventions, pending
 from ml_audit.otel.journal import Journal, Segment, journal_line
-from ml_audit.otel.spool import ReplayResult, Spool, SpooledExplanation
+from ml_audit.otel.recovery import Item as _Item
+from ml_audit.otel.recovery import SpoolRecovery, by_alias, record_of
+from ml_audit.otel.spool import Spool, SpooledExplanation
 from ml_audit.otel.writes import in_atomic, is_connection_error, log_conflict, run_untraced
-from ml_audit.records import ExplanationRecord, PredictionRecord, revalidated
+from ml_audit.records import PredictionRecord, revalidated
 
 __all__ = ["COUNTERS", "MLAuditSpanProcessor", "is_connection_error", "run_untraced"]
 
@@ -116,18 +118,6 @@ _DESCRIPTIONS = {
     "dropped": "Prediction records neither stored nor spooled (each one is logged)",
 }
 
-#: A queued record, the explicit database alias it goes to (None: the audit alias), the
-#: latency to set on it (the span helpers': its span's duration) or None, and the journal
-#: segment holding it (``journal`` mode) or None. The writer thread sets the latency
-#: (:func:`_record_of`), so that the request thread does not copy the record for it.
-_Item = tuple[PredictionRecord, str | None, float | None, Segment | None]
-
-
-def _record_of(item: _Item) -> PredictionRecord:
-    """The record to persist for a queued item (see ``_Item``)."""
-    record, _, latency, _ = item
-    return record if latency is None else pending.with_latency(record, latency)
-
 
 def _positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -141,7 +131,7 @@ def _non_negative(name: str, value: Any) -> int:
     return value
 
 
-class MLAuditSpanProcessor(SpanProcessor):
+class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
     """Persists prediction spans to the audit tables (see the module docstring).
 
     Every argument is keyword-only and defaults (``None``) to its ``ML_AUDIT`` setting:
@@ -402,21 +392,6 @@ class MLAuditSpanProcessor(SpanProcessor):
             with suppress(OSError):
                 self.journal.close()
 
-    def replay_spool(self, *, include_active: bool = False) -> ReplayResult:
-        """Replay the spool now, in the calling thread: this process's own spooled records
-        (the active file is rotated first) and every ready file; see :mod:`~.spool`."""
-        self.spool.rotate()
-        result = self.spool.replay(
-            self._write_once,
-            include_active=include_active,
-            is_transient=is_connection_error,
-            write_explanation=self._write_explanation_once,
-        )
-        self._count("replayed", result.replayed)
-        self._count("conflicts", result.conflicts)
-        self._count("dropped", result.corrupt)
-        return result
-
     # ------------------------------------------------------------------ on_end
 
     def _persist(self, span: ReadableSpan, handed: pending.PendingWrite | None) -> None:
@@ -460,7 +435,7 @@ class MLAuditSpanProcessor(SpanProcessor):
                 type(exc).__name__,
                 exc,
             )
-            self._write_now(_record_of((record, using, latency, None)), using, None)
+            self._write_now(record_of((record, using, latency, None)), using, None)
             return
         self._enqueue((record, using, latency, segment))
 
@@ -564,7 +539,7 @@ class MLAuditSpanProcessor(SpanProcessor):
             self._count("queued")
             return
         if reason == "no writer thread":
-            self._write_now(_record_of(item), item[1], None)
+            self._write_now(record_of(item), item[1], None)
         elif reason == "the queue is full" and self._drop_on_overflow:
             logger.error(
                 "ml_audit: dropped prediction %s: the audit queue is full (%d) and "
@@ -674,7 +649,7 @@ class MLAuditSpanProcessor(SpanProcessor):
 
     def _process_batch(self, batch: list[_Item]) -> None:
         succeeded = False
-        for using, records in _by_alias(batch):
+        for using, records in by_alias(batch):
             if self._stopping and self._drain_failed:
                 self._spool_records(records, using, reason="the database failed during shutdown")
                 continue
@@ -689,79 +664,6 @@ class MLAuditSpanProcessor(SpanProcessor):
             succeeded = True
         if succeeded and not self._stopping:
             self._replay(idle=False)
-
-    def _write_failed(
-        self, records: list[PredictionRecord], using: str | None, exc: Exception
-    ) -> None:
-        logger.error(
-            "ml_audit: could not write %d prediction(s) (%s: %s); spooling them for replay",
-            len(records),
-            type(exc).__name__,
-            exc,
-        )
-        if is_connection_error(exc) or len(records) == 1:
-            self._spool_records(records, using, reason=exc)
-            return
-        # The database answered but refused the batch: find the record(s) it refuses, so that
-        # the others are written now.
-        for index, record in enumerate(records):
-            try:
-                result = self._write_once([record], using)
-            except Exception as single:
-                if is_connection_error(single):
-                    self._spool_records(records[index:], using, reason=single)
-                    return
-                logger.error(
-                    "ml_audit: prediction %s refused by the database (%s: %s); spooled",
-                    record.prediction_id,
-                    type(single).__name__,
-                    single,
-                )
-                self._spool_records([record], using, reason=single)
-            else:
-                self._account(result)
-
-    def _replay(self, *, idle: bool) -> None:
-        """Replay the spool if due (see the module docstring); called by the worker."""
-        now = time.monotonic()
-        with self._lock:
-            due = self._spooled_since_replay and (not idle or now >= self._replay_retry_at)
-            if not idle and now >= self._next_scan_at:
-                due = True
-            if not due:
-                return
-            self._spooled_since_replay = False
-        failed = False
-        try:
-            self.spool.rotate()
-            while True:
-                result = self.spool.replay(
-                    self._write_once,
-                    max_files=1,
-                    is_transient=is_connection_error,
-                    write_explanation=self._write_explanation_once,
-                )
-                self._count("replayed", result.replayed)
-                self._count("conflicts", result.conflicts)
-                self._count("dropped", result.corrupt)
-                if result.failed and not result.files:
-                    failed = True
-                    break
-                if not result.files:
-                    break
-                with self._lock:
-                    # Let live records through between files.
-                    if len(self._queue) >= self._max_batch_size or self._stopping:
-                        self._spooled_since_replay = True
-                        return
-        except Exception:
-            logger.exception("ml_audit: replay of the spool failed")
-            failed = True
-        with self._lock:
-            self._next_scan_at = time.monotonic() + self.rescan_interval
-            if failed:
-                self._spooled_since_replay = True
-                self._replay_retry_at = time.monotonic() + self.replay_retry_interval
 
     # ------------------------------------------------------------------ writing
 
@@ -812,64 +714,6 @@ class MLAuditSpanProcessor(SpanProcessor):
         self._count("written", created)
         self._count("duplicates", duplicates)
 
-    # ------------------------------------------------------------------ spooling
-
-    def spool_explanation(
-        self,
-        prediction_id: str,
-        record: ExplanationRecord,
-        *,
-        using: str | None = None,
-        reason: object = "the explanation could not be written",
-    ) -> None:
-        """Keep an explanation that could not be written (``record`` as it would be stored) in
-        the spool; replays write it after the records spooled before it, so after its
-        prediction when that was spooled too. Counted as ``spooled``; never raises (a spool
-        that cannot be written is logged and counted as ``dropped``)."""
-        self._spool_records([SpooledExplanation(prediction_id, record)], using, reason=reason)
-
-    def _spool_items(self, items: list[_Item], *, reason: object) -> None:
-        for using, records in _by_alias(items):
-            self._spool_records(records, using, reason=reason)
-
-    def _spool_records(
-        self,
-        records: Sequence[PredictionRecord | SpooledExplanation],
-        using: str | None,
-        *,
-        reason: object,
-    ) -> None:
-        try:
-            self.spool.append(records, using=using)
-        except Exception as exc:
-            logger.error(
-                "ml_audit: LOST %d record(s) of prediction(s) %s: they could not be written "
-                "(%s) nor spooled to %s (%s: %s)",
-                len(records),
-                ", ".join(r.prediction_id for r in records),
-                reason,
-                self.spool.directory,
-                type(exc).__name__,
-                exc,
-            )
-            self._count("dropped", len(records))
-            return
-        logger.warning(
-            "ml_audit: spooled %d record(s) to %s (%s)",
-            len(records),
-            self.spool.directory,
-            reason,
-        )
-        self._count("spooled", len(records))
-        if self._shutdown:
-            # Nobody will rotate this file later in this process: make it ready now.
-            with suppress(OSError):
-                self.spool.rotate()
-        with self._lock:
-            if not self._spooled_since_replay:
-                self._spooled_since_replay = True
-                self._replay_retry_at = time.monotonic() + self.replay_retry_interval
-
     def _release(self, items: Iterable[_Item]) -> None:
         """These queued records are written or spooled: their journal lines may go."""
         journal = self.journal
@@ -890,13 +734,6 @@ class MLAuditSpanProcessor(SpanProcessor):
             with self._stats_lock:
                 self._stats[name] += amount
             self._counters[name].add(amount)
-
-
-def _by_alias(items: Iterable[_Item]) -> list[tuple[str | None, list[PredictionRecord]]]:
-    groups: dict[str | None, list[PredictionRecord]] = {}
-    for item in items:
-        groups.setdefault(item[1], []).append(_record_of(item))
-    return list(groups.items())
 
 
 def _shutdown_at_exit(ref: weakref.ref[MLAuditSpanProcessor]) -> None:
