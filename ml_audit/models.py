@@ -356,7 +356,8 @@ class AccessLog(AppendOnlyModel):
     # str(request.user.pk); "" for an anonymous request.
     user_id = models.CharField(max_length=255, blank=True, default="")
     username = models.CharField(max_length=150, blank=True, default="")
-    # "predictions-list", "predictions-detail", "traces-detail", "models-list", "models-detail".
+    # "predictions-list", "predictions-detail", "traces-detail", "models-list", "models-detail",
+    # "api-root", "not-found" (a path under the API that matches no endpoint).
     endpoint = models.CharField(max_length=64)
     method = models.CharField(max_length=16)
     path = models.TextField()

@@ -55,6 +55,16 @@ EMAIL = "jane.doe@example.com"
         ),
         ("ml_audit.integrations.drf", ("audited_prediction",)),
         (
+            "ml_audit.api",
+            (
+                "ModelVersionSerializer",
+                "RequestingActorSerializer",
+                "ExplanationSerializer",
+                "PredictionEventSerializer",
+            ),
+        ),
+        ("ml_audit.api.views", ("PredictionEventViewSet", "ModelVersionViewSet")),
+        (
             "ml_audit.admin",
             (
                 "ModelVersionAdmin",

@@ -1,8 +1,10 @@
 """Query parameters of ``GET predictions/`` and ``GET models/`` (django-filter FilterSets).
 
 Every parameter is validated: a value that cannot be read (``min_confidence=abc``,
-``time_from=garbage``, ``has_explanation=maybe``, ``status=bogus``) is a 400 whose body names
-the parameter, never a silently ignored filter.
+``time_from=garbage``, ``has_explanation=maybe``, ``status=bogus``, ``min_confidence=2``: a
+confidence is between 0 and 1) is a 400 whose body names the parameter, never a silently
+ignored filter; so is a parameter the endpoint does not know (``model=`` for ``model_name=``,
+see :mod:`ml_audit.api.views`).
 
 ``time_from`` / ``time_to`` take an ISO 8601 datetime, with or without a UTC offset
 (``2026-03-03T10:00:00Z``, ``2026-03-03T10:00:00+02:00``, ``2026-03-03T10:00``), or a date
@@ -31,7 +33,12 @@ from django.db.models import Exists, OuterRef, QuerySet
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.records import split_trace_reference
 
-__all__ = ["ModelVersionFilterSet", "PredictionEventFilterSet", "names_no_filter"]
+__all__ = [
+    "ModelVersionFilterSet",
+    "PredictionEventFilterSet",
+    "names_no_filter",
+    "parameter_names",
+]
 
 _SPACE_FOR_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
 
@@ -114,6 +121,16 @@ class FiniteNumberFilter(django_filters.NumberFilter):  # type: ignore[misc]
     field_class = forms.FloatField
 
 
+class ConfidenceBoundFilter(FiniteNumberFilter):
+    """A bound on ``confidence``: a float between 0 and 1 inclusive, the only confidences
+    ``record_prediction_event`` stores (``min_confidence=2`` is a 400, not an empty list)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0.0)
+        kwargs.setdefault("max_value", 1.0)
+        super().__init__(*args, **kwargs)
+
+
 class HasExplanationFilter(django_filters.Filter):  # type: ignore[misc]
     field_class = StrictBooleanField
 
@@ -180,21 +197,45 @@ def names_no_filter(filterset_class: type[Any], query: Any) -> bool:
     return names is not None and not any(name in query for name in names)
 
 
-_parameter_names: dict[type[Any], frozenset[str] | None] = {}
+def parameter_names(filterset_class: type[Any]) -> frozenset[str]:
+    """Every query parameter ``filterset_class`` reads: each filter's name, or for a filter
+    with a multi-part widget the names of its parts (``RangeFilter`` ``price``:
+    ``price_min``, ``price_max``)."""
+    return _filter_parameters(filterset_class)[0]
+
+
+_parameter_names: dict[type[Any], tuple[frozenset[str], bool]] = {}
+
+
+def _filter_parameters(filterset_class: type[Any]) -> tuple[frozenset[str], bool]:
+    """(every parameter name, whether each filter reads exactly its own name)."""
+    found = _parameter_names.get(filterset_class)
+    if found is None:
+        names: set[str] = set()
+        single = True
+        for name, filter_ in filterset_class.base_filters.items():
+            # The field of a throw-away copy: a filter caches its field, and the class's
+            # filters are deep-copied for every FilterSet instance.
+            widget = copy.deepcopy(filter_).field.widget
+            if isinstance(widget, forms.MultiWidget):
+                single = False
+                names.update(_widget_parameters(name, widget))
+            else:
+                names.add(name)
+        found = _parameter_names[filterset_class] = (frozenset(names), single)
+    return found
+
+
+def _widget_parameters(name: str, widget: forms.MultiWidget) -> list[str]:
+    suffixes = getattr(widget, "suffixes", None)
+    if suffixes is not None and hasattr(widget, "suffixed"):  # django-filter's widgets
+        return [str(widget.suffixed(name, suffix)) for suffix in suffixes]
+    return [f"{name}{suffix}" for suffix in getattr(widget, "widgets_names", ())]
 
 
 def _single_parameter_names(filterset_class: type[Any]) -> frozenset[str] | None:
-    if filterset_class not in _parameter_names:
-        # Fields of throw-away copies: a filter caches its field, and the class's filters are
-        # deep-copied for every FilterSet instance.
-        single = all(
-            not isinstance(copy.deepcopy(f).field.widget, forms.MultiWidget)
-            for f in filterset_class.base_filters.values()
-        )
-        _parameter_names[filterset_class] = (
-            frozenset(filterset_class.base_filters) if single else None
-        )
-    return _parameter_names[filterset_class]
+    names, single = _filter_parameters(filterset_class)
+    return names if single else None
 
 
 class PredictionEventFilterSet(_CachedFormFilterSet):
@@ -215,8 +256,8 @@ class PredictionEventFilterSet(_CachedFormFilterSet):
     status = django_filters.ChoiceFilter(
         field_name="status", choices=PredictionEvent.Status.choices
     )
-    min_confidence = FiniteNumberFilter(field_name="confidence", lookup_expr="gte")
-    max_confidence = FiniteNumberFilter(field_name="confidence", lookup_expr="lte")
+    min_confidence = ConfidenceBoundFilter(field_name="confidence", lookup_expr="gte")
+    max_confidence = ConfidenceBoundFilter(field_name="confidence", lookup_expr="lte")
     trace_id = TraceReferenceFilter()
     prediction_id = django_filters.CharFilter(field_name="prediction_id")
 

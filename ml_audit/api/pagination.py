@@ -19,7 +19,8 @@ page reads one row more than it shows), a page past the last row is still a 404,
 ``?page=last`` counts exactly.
 
 Both take ``?page_size=`` (a positive integer; larger values are cut to
-``ML_AUDIT['API_MAX_PAGE_SIZE']``; anything else is a 400).
+``ML_AUDIT['API_MAX_PAGE_SIZE']``; anything else is a 400). The other mode's parameter
+(``page`` in cursor mode, ``cursor`` in page mode) is an unknown parameter: a 400.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "AuditPageNumberPagination",
     "EstimatedCountPaginator",
     "build_paginator",
+    "query_parameters",
 ]
 
 DEFAULT_PAGE_SIZE = 100
@@ -97,3 +99,18 @@ def build_paginator(ordering: Sequence[str]) -> BasePagination:
     paginator = AuditCursorPagination()
     paginator.ordering = tuple(ordering)
     return paginator
+
+
+_PARAMETER_ATTRIBUTES = (
+    "cursor_query_param",
+    "page_query_param",
+    "page_size_query_param",
+    "limit_query_param",
+    "offset_query_param",
+)
+
+
+def query_parameters(paginator: BasePagination | None) -> frozenset[str]:
+    """The query parameters ``paginator`` reads (``cursor`` or ``page``, and ``page_size``)."""
+    names = (getattr(paginator, attribute, None) for attribute in _PARAMETER_ATTRIBUTES)
+    return frozenset(name for name in names if isinstance(name, str) and name)

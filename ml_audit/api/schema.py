@@ -15,6 +15,14 @@ The document reveals no audit data, but it is served behind the same permission 
 (``ML_AUDIT['API_PERMISSION_CLASSES']``, by default an authenticated user holding
 ``ml_audit.view_predictionevent``) and the same authentication classes: one rule for the whole
 API, and the endpoint list of an internal audit trail is not advertised to anonymous clients.
+Like the API, it answers a write method with 405 before authentication.
+
+Besides what drf-spectacular infers, the document gives every operation its error responses
+(400 naming the unknown or invalid query parameters, 401, 403, 404: :func:`document_errors`),
+the bounds of ``page_size``, ``min_confidence`` and ``max_confidence``, and the types of the
+filters drf-spectacular reads as strings. Left out: the API root, 0.2.0's route names (the same
+views at the same URLs) and the JSON 404 of paths that name no endpoint. A 405 belongs to no
+documented operation: each path documents its ``GET``, and every other method is a 405.
 """
 
 from __future__ import annotations
@@ -61,6 +69,26 @@ _PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "A W3C trace id (32 hex digits) matches the stored trace id; anything "
         "else (an X-Request-ID) the stored correlation id.",
     },
+    "page_size": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Rows per page: 100 by default; larger values are cut to "
+        "ML_AUDIT['API_MAX_PAGE_SIZE'] (1000 by default).",
+    },
+    "min_confidence": {
+        "type": "number",
+        "format": "double",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "Only predictions whose confidence is at least this (0 to 1).",
+    },
+    "max_confidence": {
+        "type": "number",
+        "format": "double",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "Only predictions whose confidence is at most this (0 to 1).",
+    },
 }
 
 #: drf-spectacular settings of this document (patched in while it is generated).
@@ -72,8 +100,14 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     # The filters drf-spectacular cannot type (time_from, time_to, has_explanation) would
     # print a warning on every request; document_filter_parameters documents them instead.
     "DISABLE_ERRORS_AND_WARNINGS": True,
-    "POSTPROCESSING_HOOKS": ["ml_audit.api.schema.document_filter_parameters"],
+    "POSTPROCESSING_HOOKS": [
+        "ml_audit.api.schema.document_filter_parameters",
+        "ml_audit.api.schema.document_errors",
+    ],
 }
+
+
+_LEGACY_BASENAMES = frozenset(views.LEGACY_BASENAMES.values())
 
 
 class _AuditEndpointEnumerator(EndpointEnumerator):
@@ -81,6 +115,8 @@ class _AuditEndpointEnumerator(EndpointEnumerator):
         cls = getattr(callback, "cls", None)
         if not (isinstance(cls, type) and issubclass(cls, API_VIEWS)):
             return False
+        if getattr(callback, "initkwargs", {}).get("basename") in _LEGACY_BASENAMES:
+            return False  # 0.2.0's names for our routes: the same operations again
         return bool(super().should_include_endpoint(path, callback, *args, **kwargs))
 
 
@@ -91,6 +127,10 @@ class AuditAutoSchema(AutoSchema):
         # The views choose their paginator from ML_AUDIT['API_PAGINATION'] (a property), not
         # through ``pagination_class``, which is all drf-spectacular looks at.
         return getattr(self.view, "paginator", None)
+
+    def get_description(self) -> str:  # type: ignore[override]  # as drf-spectacular's
+        # The views' docstrings without their reStructuredText markup, as the browsable API.
+        return views.plain_description(super().get_description() or "")
 
 
 class AuditSchemaGenerator(SchemaGenerator):
@@ -141,7 +181,54 @@ def document_filter_parameters(result: dict[str, Any], **kwargs: Any) -> dict[st
     return result
 
 
-class AuditSchemaView(SpectacularAPIView):
+_ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ApiError": {
+        "type": "object",
+        "properties": {"detail": {"type": "string"}},
+        "required": ["detail"],
+    },
+    "QueryParameterErrors": {
+        "type": "object",
+        "description": "Each unknown query parameter, or each one whose value cannot be read, "
+        "with what is wrong with it.",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+#: status -> (description, component of the body), added to every operation.
+_ERROR_RESPONSES: dict[str, tuple[str, str]] = {
+    "400": (
+        "A query parameter the endpoint does not know, or a value it cannot read.",
+        "QueryParameterErrors",
+    ),
+    "401": ("No or bad credentials, where an authentication scheme asks for them.", "ApiError"),
+    "403": ("Not authenticated, or not permitted to read the audit trail.", "ApiError"),
+    "404": (
+        "Nothing visible to you here: an unknown or another tenant's id or trace, a page "
+        "past the end, an invalid cursor.",
+        "ApiError",
+    ),
+}
+
+
+def document_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The error responses of every operation, and their bodies: ``{"detail": "..."}``, or
+    for a 400 each offending query parameter with its messages."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in _ERROR_SCHEMAS.items():
+        schemas.setdefault(name, schema)
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, (description, component) in _ERROR_RESPONSES.items():
+                body = {"schema": {"$ref": f"#/components/schemas/{component}"}}
+                responses.setdefault(
+                    status, {"description": description, "content": {"application/json": body}}
+                )
+    return result
+
+
+class AuditSchemaView(views.ReadMethodsFirst, SpectacularAPIView):
     """``GET schema/``: the OpenAPI 3 document, behind the API's own permission."""
 
     generator_class = AuditSchemaGenerator

@@ -1,8 +1,19 @@
 """URLs of the read-only API: ``path("api/ml-audit/", include("ml_audit.api.urls"))``.
 
-Names live in the ``ml_audit_api`` namespace: ``ml_audit_api:prediction-list``,
-``prediction-detail``, ``model-list``, ``model-detail``, ``trace-detail``, and ``schema`` (the
-OpenAPI 3 document, only when drf-spectacular is installed: the ``openapi`` extra).
+Names live in the ``ml_audit_api`` namespace: ``ml_audit_api:api-root`` (the mount point: the
+endpoints as absolute URLs), ``prediction-list``, ``prediction-detail``, ``model-list``,
+``model-detail``, ``trace-detail``, and ``schema`` (the OpenAPI 3 document, only when
+drf-spectacular is installed: the ``openapi`` extra).
+
+django-ml-audit 0.2.0's names keep working beside these, for the same URLs:
+``ml-audit-prediction-list``, ``ml-audit-prediction-detail``, ``ml-audit-model-list`` and
+``ml-audit-model-detail`` (its ``DefaultRouter`` basenames; ``api-root`` is the same name).
+
+Every other path below the mount point that ends with a slash is a JSON 404 (``not-found``,
+last): mount the API under a prefix of its own, or include it after the project's other URLs,
+since nothing after it in the same URLconf level is reached for such a path. A path without
+the trailing slash is left to Django (``APPEND_SLASH`` redirects it to the slashed one, which
+is then a JSON 404 when it names no endpoint).
 """
 
 from __future__ import annotations
@@ -10,23 +21,39 @@ from __future__ import annotations
 from importlib.util import find_spec
 from typing import Any
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from ml_audit.api import views
 
-app_name = "ml_audit_api"
+app_name = views.NAMESPACE
 
-# SimpleRouter, not DefaultRouter: no browsable root view with its own (project-wide) permissions.
+# SimpleRouter, not DefaultRouter: DefaultRouter's root view would take DRF's project-wide
+# permission classes; ours (views.ApiRootView) takes ML_AUDIT['API_PERMISSION_CLASSES'].
 router = SimpleRouter()
 router.register("predictions", views.PredictionEventViewSet, basename="prediction")
 router.register("models", views.ModelVersionViewSet, basename="model")
 router.register("traces", views.TraceViewSet, basename="trace")
 
-urlpatterns: list[Any] = list(router.urls)
+#: 0.2.0's route names, reversed to the same URLs as ours. They come after ours, so a request
+#: always resolves to our names (``request.resolver_match.url_name``), and the OpenAPI document
+#: leaves them out (``ml_audit.api.schema``).
+legacy_router = SimpleRouter()
+legacy_router.register(
+    "predictions", views.PredictionEventViewSet, basename=views.LEGACY_BASENAMES["prediction"]
+)
+legacy_router.register(
+    "models", views.ModelVersionViewSet, basename=views.LEGACY_BASENAMES["model"]
+)
+
+urlpatterns: list[Any] = [path("", views.ApiRootView.as_view(), name="api-root"), *router.urls]
 
 # Only with drf-spectacular (the ``openapi`` extra); the API works without it.
 if find_spec("drf_spectacular") is not None:
     from ml_audit.api.schema import AuditSchemaView
 
     urlpatterns.append(path("schema/", AuditSchemaView.as_view(), name="schema"))
+
+urlpatterns += legacy_router.urls
+# Last: whatever else ends with a slash (predictions/not-a-uuid/, traces/zzz/, foo/).
+urlpatterns.append(re_path(r"^.*/$", views.endpoint_not_found, name="not-found"))

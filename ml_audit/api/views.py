@@ -1,9 +1,11 @@
 """Read-only API views over the audit trail.
 
 =================================  ==============================================================
+``GET``  (the mount point)         the API root: the endpoints below as absolute URLs
 ``GET predictions/``               predictions, newest first, filtered (:mod:`.filters`), paged
 ``GET predictions/{uuid}/``        one prediction by its UUID primary key
-``GET models/``                    known model versions (``name``, ``version``, ``framework``)
+``GET models/``                    known model versions (``model_name``, ``version``, ...)
+``GET models/{uuid}/``             one model version by its UUID primary key
 ``GET traces/{trace_id}/``         every prediction of one W3C trace, oldest first
 =================================  ==============================================================
 
@@ -12,6 +14,21 @@ the tenants ``ML_AUDIT['API_TENANT_RESOLVER']`` allows: another tenant's predict
 exactly like a missing one. Model versions are listed to a tenant-scoped user only when one of
 their predictions is visible to it. Predictions without a tenant are visible only to unscoped
 users, unless the resolver allows ``""``.
+
+A request is refused, in this order (every refusal is a JSON body):
+
+1. 405 (with an ``Allow`` header) for any method but ``GET``, ``HEAD`` and ``OPTIONS``, before
+   authentication and permissions: no endpoint writes, for anyone, so there is nothing to
+   authenticate for (and a logged-in browser's ``POST`` gets 405, not a CSRF failure);
+2. 401/403 unless ``ML_AUDIT['API_PERMISSION_CLASSES']`` allow it (:mod:`.permissions`;
+   DRF's project-wide default permission classes are not used);
+3. 400 for a query parameter the endpoint does not know, one key per unknown parameter (a
+   list accepts its filters, its pagination parameters, ``cursor`` or ``page`` and
+   ``page_size``, whichever ``ML_AUDIT['API_PAGINATION']`` selects, and DRF's ``format``; a
+   detail, a trace and the root only ``format``; with DRF's ``QueryParameterVersioning``, its
+   version parameter too), then 400 for a value a filter cannot read, 404 for what does not
+   exist or is not visible. A path below the mount point that names no endpoint is a JSON 404
+   whoever asks (:class:`EndpointNotFoundView`).
 
 A list or detail request costs at most three queries for its data, whatever the page size: the
 page (model and actor joined), the explanations of the page's predictions (one query; a detail
@@ -28,29 +45,46 @@ Access log ("audit of the audit", HIPAA 164.312(b)): unless ``ML_AUDIT['API_ACCE
 False, every request that reaches one of these views is recorded as one append-only
 :class:`~ml_audit.models.AccessLog` row, written with one ``INSERT`` on the audit alias when the
 response is finalised: successful reads with the UUIDs of the predictions they returned, and
-refused or failed ones too (401/403 without permission, 400 for a bad filter, 404, 405) with
-``returned_ids=[]``, so that probing and denied attempts leave a trace as well. Anonymous
-requests are logged with an empty ``user_id``. If the row cannot be written the request fails
-(the data is not returned unrecorded). A request that crashes with a 500 is not logged.
+refused or failed ones too (401/403 without permission, 400 for a bad or unknown parameter,
+404, 405) with ``returned_ids=[]``, so that probing and denied attempts leave a trace as well.
+Its ``endpoint`` is ``predictions-list``, ``predictions-detail``, ``models-list``,
+``models-detail``, ``traces-detail``, ``api-root``, or ``not-found`` for a path below the mount
+point that names no endpoint. Anonymous requests are logged with an empty ``user_id``. If the
+row cannot be written the request fails (the data is not returned unrecorded). A request that
+crashes with a 500 is not logged.
+
+The browsable API and ``OPTIONS`` show each view's docstring as its description, with the
+reStructuredText markup taken out (:func:`plain_description`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.urls import NoReverseMatch
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend  # type: ignore[import-untyped]
-from rest_framework import viewsets
-from rest_framework.exceptions import APIException
+from rest_framework import compat, viewsets
+from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.settings import api_settings
+from rest_framework.utils import formatting
+from rest_framework.versioning import QueryParameterVersioning
+from rest_framework.views import APIView
 
 from ml_audit import actors, store
 from ml_audit.api import filters, pagination, permissions, renderers, rows, serializers
@@ -59,15 +93,25 @@ from ml_audit.exceptions import ConfigurationError
 from ml_audit.models import AccessLog, ModelVersion, PredictionEvent
 
 __all__ = [
+    "ApiRootView",
+    "EndpointNotFoundView",
     "ModelVersionViewSet",
     "PredictionEventViewSet",
+    "ReadMethodsFirst",
     "TraceViewSet",
     "allowed_tenants",
+    "description_html",
+    "endpoint_not_found",
+    "plain_description",
     "visible_predictions",
 ]
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 PREDICTION_ORDERING = ("-timestamp", "-id")
+#: The URL namespace of :mod:`ml_audit.api.urls` (``app_name``).
+NAMESPACE = "ml_audit_api"
+#: Our router basenames -> django-ml-audit 0.2.0's, whose route names stay reversible.
+LEGACY_BASENAMES = {"prediction": "ml-audit-prediction", "model": "ml-audit-model"}
 
 # allowed_tenants() remembers its answer on the request, for the access log.
 _TENANTS_ATTR = "_ml_audit_allowed_tenants"
@@ -121,15 +165,115 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-class _AuditAPIMixin(GenericAPIView[Any]):
-    """Permissions from ``ML_AUDIT['API_PERMISSION_CLASSES']``, the configured paginator and
-    the access log."""
+_ROLE = re.compile(r":(?:[a-z]+:)?[a-z]+:`([^`]+)`")
+_TITLED_TARGET = re.compile(r"(.+?)\s*<[^<>]+>", re.DOTALL)
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+_LITERAL_BLOCK = re.compile(r"(\S)::$", re.MULTILINE)
+_LIST_ITEM = re.compile(r"(?:[-*+]|\d+[.)]) ")
+_CODE = re.compile(r"`([^`\n]+)`")
 
-    pagination_ordering: tuple[str, ...] = PREDICTION_ORDERING
+
+def _role_text(match: re.Match[str]) -> str:
+    target = match.group(1)
+    titled = _TITLED_TARGET.fullmatch(target)
+    if titled is not None:
+        return titled.group(1)
+    shortened = target.startswith("~")
+    target = target.lstrip("~").lstrip(".")
+    return f"`{target.rsplit('.', 1)[-1] if shortened else target}`"
+
+
+def _unwrapped(paragraph: str) -> str:
+    """A paragraph's lines joined, unless it is a literal block (indented) or a list."""
+    lines = paragraph.split("\n")
+    if any(line[:1].isspace() or _LIST_ITEM.match(line) for line in lines):
+        return paragraph
+    return " ".join(line.strip() for line in lines)
+
+
+def plain_description(docstring: str) -> str:
+    """``docstring`` (dedented) without its reStructuredText markup, as readable plain text
+    that is also Markdown: roles (``:class:`~.serializers.X```) become the name they show
+    (`` `X` ``), double-backquoted literals single-backquoted code, a paragraph's closing
+    ``::`` one colon, and each paragraph's wrapped lines one line."""
+    text = formatting.dedent(docstring)
+    text = _ROLE.sub(_role_text, text)
+    text = _LITERAL.sub(r"`\1`", text)
+    text = _LITERAL_BLOCK.sub(r"\1:", text)
+    return "\n\n".join(_unwrapped(p) for p in re.split(r"\n\s*\n", text) if p.strip())
+
+
+def description_html(description: str) -> str:
+    """A :func:`plain_description` as HTML: Markdown's rendering when DRF has it (the
+    ``markdown`` package), else paragraphs with `` `code` `` as ``<code>``."""
+    if compat.apply_markdown is not None:
+        return formatting.markup_description(description)
+    parts: list[str] = []
+    for paragraph in description.split("\n\n"):
+        escaped = str(escape(paragraph))
+        if all(line[:1].isspace() for line in paragraph.split("\n")):  # a literal block
+            parts.append(f"<pre><code>{escaped}</code></pre>")
+        else:
+            code = _CODE.sub(r"<code>\1</code>", escaped)
+            parts.append(f"<p>{code.replace(chr(10), '<br />')}</p>")
+    return mark_safe("".join(parts))  # every part is escaped above
+
+
+class ReadMethodsFirst(APIView):
+    """Refuses a method the view has no handler for with 405 before authentication, so that
+    a write is "Method Not Allowed" for everyone (anonymous, unprivileged, or a browser session
+    without a CSRF token) rather than 401/403: no endpoint of this API writes, for anyone."""
+
+    def perform_authentication(self, request: Request) -> None:
+        method = (request.method or "").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            raise MethodNotAllowed(request.method or "")
+        super().perform_authentication(request)
+
+
+def _framework_parameters(request: Request) -> tuple[str, ...]:
+    """Query parameters DRF itself reads on every endpoint: ``format`` (its
+    ``URL_FORMAT_OVERRIDE``) and the version parameter of ``QueryParameterVersioning``."""
+    names: tuple[str, ...] = ()
+    format_override = api_settings.URL_FORMAT_OVERRIDE  # what DRF's negotiation reads
+    if format_override:
+        names += (format_override,)
+    scheme = getattr(request, "versioning_scheme", None)
+    if isinstance(scheme, QueryParameterVersioning) and scheme.version_param:
+        names += (scheme.version_param,)
+    return names
+
+
+class _AuditAPIView(ReadMethodsFirst):
+    """What every view of the API shares: permissions from
+    ``ML_AUDIT['API_PERMISSION_CLASSES']``, the refusals in their order (405, 401/403, 400 for
+    an unknown query parameter), the JSON renderer, plain descriptions and the access log."""
+
     #: First half of ``AccessLog.endpoint`` ("predictions" -> "predictions-list").
     access_log_resource = ""
     #: Whether the rows this endpoint returns are predictions (their ids are logged).
     access_log_predictions = True
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # 405, then authentication and permissions
+        self.check_query_parameters(request)
+
+    def endpoint_query_parameters(self) -> frozenset[str]:
+        """The query parameters this endpoint reads itself (``format`` aside)."""
+        return frozenset()
+
+    def check_query_parameters(self, request: Request) -> None:
+        """A 400 naming every query parameter this endpoint does not read."""
+        query = request.query_params
+        if not query:
+            return
+        own = self.endpoint_query_parameters()
+        framework = _framework_parameters(request)
+        unknown = [name for name in query if name not in own and name not in framework]
+        if unknown:
+            accepted = ", ".join(sorted(own.union(framework))) or "none"
+            message = f"Unknown query parameter. This endpoint accepts: {accepted}."
+            raise ValidationError({name: [message] for name in unknown})
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
@@ -138,6 +282,11 @@ class _AuditAPIMixin(GenericAPIView[Any]):
         if audit_settings.API_ACCESS_LOG:
             self.record_access(request, response)
         return response
+
+    def access_log_endpoint(self) -> str:
+        """``AccessLog.endpoint`` of this request."""
+        detail = bool(getattr(self, "detail", False))
+        return f"{self.access_log_resource}-{'detail' if detail else 'list'}"
 
     def access_log_rows(self, data: Any) -> list[Any]:
         """The rows a successful GET returned (a page, one object, or a trace's predictions)."""
@@ -159,12 +308,11 @@ class _AuditAPIMixin(GenericAPIView[Any]):
             rows = self.access_log_rows(response.data)
         returned_ids = [str(row["id"]) for row in rows] if self.access_log_predictions else []
         tenants = getattr(request, _TENANTS_ATTR, None)
-        detail = bool(getattr(self, "detail", False))
         AccessLog(
             accessed_at=timezone.now(),
             user_id=str(user.pk) if authenticated and user is not None else "",
             username=_clean(user.get_username())[:150] if authenticated and user else "",
-            endpoint=f"{self.access_log_resource}-{'detail' if detail else 'list'}",
+            endpoint=self.access_log_endpoint(),
             method=str(request.method)[:16],
             path=_clean(request.path),
             query={
@@ -181,6 +329,44 @@ class _AuditAPIMixin(GenericAPIView[Any]):
     def get_permissions(self) -> list[Any]:
         return [permission() for permission in permissions.configured_permission_classes()]
 
+    def get_renderers(self) -> list[BaseRenderer]:
+        # DRF's JSONRenderer, wherever the project lists it, becomes its faster equivalent.
+        return [
+            renderers.AuditJSONRenderer() if cls is JSONRenderer else cls()
+            for cls in self.renderer_classes
+        ]
+
+    def get_view_description(self, html: bool = False) -> str:
+        # The docstring without its reStructuredText roles and literals, whatever
+        # REST_FRAMEWORK['VIEW_DESCRIPTION_FUNCTION'] says (it would show them raw).
+        description = plain_description(type(self).__doc__ or "")
+        return description_html(description) if html else description
+
+
+#: (view class, paginator class) -> the query parameters of that list.
+_list_parameters: dict[tuple[type[Any], type[Any]], frozenset[str]] = {}
+
+
+class _AuditAPIMixin(_AuditAPIView, GenericAPIView[Any]):
+    """The viewsets' share: the configured paginator, the filters, request-context fields."""
+
+    pagination_ordering: tuple[str, ...] = PREDICTION_ORDERING
+
+    def endpoint_query_parameters(self) -> frozenset[str]:
+        # A detail reads no query parameter; a list its filters and its paginator's.
+        if getattr(self, "detail", False):
+            return frozenset()
+        paginator = self.paginator
+        key = (type(self), type(paginator))
+        names = _list_parameters.get(key)
+        if names is None:
+            names = pagination.query_parameters(paginator)
+            filterset_class = getattr(self, "filterset_class", None)
+            if filterset_class is not None:
+                names |= filters.parameter_names(filterset_class)
+            _list_parameters[key] = names
+        return names
+
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         # A request that names none of the filters would get every filter's "no value": the
         # queryset unchanged. Building and validating the FilterSet's form (15 fields) costs
@@ -191,13 +377,6 @@ class _AuditAPIMixin(GenericAPIView[Any]):
         ):
             return queryset
         return super().filter_queryset(queryset)
-
-    def get_renderers(self) -> list[BaseRenderer]:
-        # DRF's JSONRenderer, wherever the project lists it, becomes its faster equivalent.
-        return [
-            renderers.AuditJSONRenderer() if cls is JSONRenderer else cls()
-            for cls in self.renderer_classes
-        ]
 
     def show_request_context(self) -> bool:
         return permissions.can_view_request_context(self.request)
@@ -223,7 +402,18 @@ class _AuditAPIMixin(GenericAPIView[Any]):
 
 
 class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[PredictionEvent]):
-    """``GET predictions/`` and ``GET predictions/{uuid}/``."""
+    """Recorded predictions, newest first (``GET predictions/``), or one by its UUID
+    (``GET predictions/{uuid}/``), each with its model version, actor, current explanation
+    (``explanation_revisions`` counts every revision) and ``trace_url``.
+
+    Filters of the list (exact matches unless noted): ``model_name``,
+    ``model_version``, ``actor_type``, ``actor_id``, ``tenant_id``, ``decision_outcome``,
+    ``environment``, ``status``, ``prediction_id``, ``trace_id`` (a W3C trace id, or else the
+    correlation id), ``has_explanation`` (true/false), ``min_confidence`` and
+    ``max_confidence`` (between 0 and 1, inclusive), ``time_from`` and ``time_to`` (ISO 8601
+    datetimes, read in UTC without an offset, or dates; inclusive). Pages of ``page_size``
+    rows. An unknown parameter or a value that cannot be read is a 400 naming the parameter.
+    """
 
     serializer_class = serializers.PredictionEventSerializer
     filter_backends = (DjangoFilterBackend,)
@@ -273,7 +463,12 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
 
 
 class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVersion]):
-    """``GET models/`` and ``GET models/{id}/``."""
+    """Known model versions, by name and version (``GET models/``), or one by its UUID
+    (``GET models/{uuid}/``).
+
+    Filters of the list (exact matches): ``model_name``, ``version``, ``framework``. Pages of
+    ``page_size`` rows.
+    """
 
     serializer_class = serializers.ModelVersionSerializer
     filter_backends = (DjangoFilterBackend,)
@@ -281,7 +476,7 @@ class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVer
     pagination_ordering = ("model_name", "version", "id")
     access_log_resource = "models"
     access_log_predictions = False
-    lookup_value_regex = "[0-9]+"
+    lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
         alias = store.resolve_alias()
@@ -296,7 +491,7 @@ class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVer
 
 
 class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
-    """``GET traces/{trace_id}/``: the predictions of one trace, oldest first.
+    """The predictions of one W3C trace, oldest first (``GET traces/{trace_id}/``).
 
     Returns ``{"trace_id", "trace_url", "count", "truncated", "predictions"}``; at most
     ``ML_AUDIT['API_MAX_PAGE_SIZE']`` predictions (``truncated`` says when there were more: page
@@ -334,3 +529,79 @@ class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
                 "predictions": self.prediction_data(shown),
             }
         )
+
+
+class ApiRootView(_AuditAPIView):
+    """The endpoints of this API, as absolute URLs: ``predictions``, ``models``, ``traces`` (a
+    URI template: put a W3C trace id in place of ``{trace_id}``) and ``schema`` (the OpenAPI 3
+    document, when drf-spectacular is installed).
+
+    Behind the same permissions as the rest of the API
+    (``ML_AUDIT['API_PERMISSION_CLASSES']``), and recorded in the access log as ``api-root``.
+    """
+
+    access_log_predictions = False
+    #: Excluded from the OpenAPI document, as DRF's own root view is.
+    schema = None
+
+    def access_log_endpoint(self) -> str:
+        return "api-root"
+
+    def access_log_rows(self, data: Any) -> list[Any]:
+        return []
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        match = request.resolver_match
+        # The instance namespace the API was mounted under (NAMESPACE unless the project
+        # chose another, possibly nested).
+        namespace = match.namespace if match is not None and match.namespace else NAMESPACE
+
+        def url(name: str, **url_kwargs: str) -> str:
+            return str(reverse(f"{namespace}:{name}", kwargs=url_kwargs, request=request))
+
+        placeholder = "0" * 32
+        head, _, tail = url("trace-detail", trace_id=placeholder).rpartition(placeholder)
+        endpoints = {
+            "predictions": url("prediction-list"),
+            "models": url("model-list"),
+            "traces": f"{head}{{trace_id}}{tail}",
+        }
+        with contextlib.suppress(NoReverseMatch):  # no drf-spectacular: no schema route
+            endpoints["schema"] = url("schema")
+        return Response(endpoints)
+
+
+class EndpointNotFoundView(_AuditAPIView):
+    """A path below the API's mount point that names no endpoint: a JSON 404, for every
+    method and whoever asks (there is nothing to protect), recorded in the access log as
+    ``not-found``."""
+
+    access_log_predictions = False
+
+    def access_log_endpoint(self) -> str:
+        return "not-found"
+
+    def get_permissions(self) -> list[Any]:
+        return []
+
+    def perform_authentication(self, request: Request) -> None:
+        # Not ReadMethodsFirst's 405: no method exists here. (The user is still resolved,
+        # lazily, for the access log.)
+        raise NotFound("No API endpoint matches this path.")
+
+    @property
+    def default_response_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = dict(super().default_response_headers)
+        headers.pop("Allow", None)  # no method is allowed on a path that does not exist
+        return headers
+
+
+_endpoint_not_found = EndpointNotFoundView.as_view()
+
+
+@csrf_exempt  # as every DRF view: a POST is answered 404, not refused by the CSRF middleware
+def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    """:class:`EndpointNotFoundView`, as a plain function view: DRF's browsable API lists every
+    DRF view that a prefix of the current URL resolves to in its breadcrumbs, and a prefix such
+    as ``traces/`` must not show up there as a page of its own."""
+    return _endpoint_not_found(request, *args, **kwargs)

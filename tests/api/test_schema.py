@@ -142,7 +142,7 @@ def test_prediction_filters_are_documented_with_their_types(document: dict[str, 
 
 def test_model_filters_are_documented(document: dict[str, Any]) -> None:
     parameters = query_parameters(document, f"{PREFIX}/models/")
-    assert {"name", "version", "framework"} <= set(parameters)
+    assert {"model_name", "version", "framework"} <= set(parameters)
 
 
 def test_cursor_pagination_is_documented(document: dict[str, Any]) -> None:
@@ -211,3 +211,73 @@ def test_no_schema_route_without_drf_spectacular(monkeypatch: pytest.MonkeyPatch
     assert "prediction-list" in names
     assert "schema" not in names
     assert schema_url() == f"{PREFIX}/schema/"
+
+
+def test_error_responses_are_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert schemas["ApiError"]["required"] == ["detail"]
+    assert schemas["QueryParameterErrors"]["additionalProperties"]["type"] == "array"
+    for path_item in document["paths"].values():
+        responses = path_item["get"]["responses"]
+        assert {"200", "400", "401", "403", "404"} <= set(responses)
+        body = responses["400"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/QueryParameterErrors"}
+        assert responses["404"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ApiError"
+        }
+
+
+def test_documented_400_body_matches_the_api(client: APIClient, document: dict[str, Any]) -> None:
+    body = client.get(f"{PREFIX}/predictions/", {"model": "x", "min_confidence": "2"}).json()
+    items = document["components"]["schemas"]["QueryParameterErrors"]["additionalProperties"]
+    assert items == {"type": "array", "items": {"type": "string"}}
+    assert isinstance(body, dict)
+    assert all(isinstance(v, list) and all(isinstance(m, str) for m in v) for v in body.values())
+
+
+def test_confidence_bounds_are_documented(document: dict[str, Any]) -> None:
+    parameters = query_parameters(document, f"{PREFIX}/predictions/")
+    for name in ("min_confidence", "max_confidence"):
+        schema = parameters[name]["schema"]
+        assert (schema["type"], schema["minimum"], schema["maximum"]) == ("number", 0, 1)
+        assert parameters[name]["description"]
+
+
+def test_every_documented_query_parameter_is_accepted(
+    client: APIClient, document: dict[str, Any]
+) -> None:
+    # What the document offers, the API takes (schemathesis sends only documented ones).
+    for path in document["paths"]:
+        if "{" in path:
+            assert not query_parameters(document, path), path  # details take none
+            continue
+        for name in query_parameters(document, path):
+            response = client.get(path, {name: ""})
+            assert response.status_code in (200, 400), (path, name)
+            if response.status_code == 400:
+                assert "Unknown query parameter" not in str(response.json()), (path, name)
+
+
+def test_descriptions_have_no_restructuredtext(document: dict[str, Any]) -> None:
+    for path_item in document["paths"].values():
+        description = path_item["get"]["description"]
+        assert description
+        assert "``" not in description
+        assert ":mod:" not in description
+
+
+def test_legacy_url_names_and_the_root_are_not_documented_again(document: dict[str, Any]) -> None:
+    operation_ids = [item["get"]["operationId"] for item in document["paths"].values()]
+    assert len(operation_ids) == len(set(operation_ids)) == 5
+    assert f"{PREFIX}/" not in document["paths"]
+
+
+def test_page_size_is_documented_as_a_positive_integer(
+    client: APIClient, document: dict[str, Any]
+) -> None:
+    for path in (f"{PREFIX}/predictions/", f"{PREFIX}/models/"):
+        schema = query_parameters(document, path)["page_size"]["schema"]
+        assert (schema["type"], schema["minimum"]) == ("integer", 1)
+        # What the document rules out, the API refuses; what it allows, the API takes.
+        assert client.get(path, {"page_size": "0"}).status_code == 400
+        assert client.get(path, {"page_size": "1"}).status_code == 200
