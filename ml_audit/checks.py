@@ -6,6 +6,8 @@ id             problem
 ml_audit.E001  ``ML_AUDIT`` is not a dict, has an unknown key or an invalid value
 ml_audit.E002  the redaction policy is invalid (e.g. ``MODE: "hash"`` without ``HASH_KEY``)
 ml_audit.E003  ``USE_TZ`` is False: audit timestamps must be timezone-aware
+ml_audit.E004  the spool directory exists and is not private: owned by another user, writable
+               by its group or by everyone, or not a directory (the spool refuses it too)
 ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
 ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
 ml_audit.W003  spool files would live in the system temp directory (may be wiped on reboot)
@@ -14,6 +16,7 @@ ml_audit.W003  spool files would live in the system temp directory (may be wiped
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +25,7 @@ from django.db import connections
 
 from ml_audit.conf import DEFAULTS, MLAuditSettings
 from ml_audit.exceptions import ConfigurationError
+from ml_audit.otel.spool_files import directory_problem
 from ml_audit.redaction import RedactionPolicy
 
 ROUTER_PATH = "ml_audit.routers.MLAuditRouter"
@@ -76,16 +80,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="ml_audit.W001",
             )
         )
-    spool_dir = conf.SPOOL_DIR
-    if conf.user_settings.get("SPOOL_DIR") is None and getattr(settings, "BASE_DIR", None) is None:
-        messages.append(
-            Warning(
-                f"ml_audit spools records it cannot write yet to {spool_dir}, under the system "
-                "temp directory, which may be emptied on reboot.",
-                hint="Set ML_AUDIT['SPOOL_DIR'] (or settings.BASE_DIR) to a durable directory.",
-                id="ml_audit.W003",
-            )
-        )
+    try:
+        spool_dir = conf.SPOOL_DIR
+    except ConfigurationError:
+        spool_dir = None  # already reported as E001
+    if spool_dir is not None:
+        messages.extend(_spool_dir_messages(conf, spool_dir))
     vendor = connections[alias].vendor
     if vendor not in TRIGGER_VENDORS:
         messages.append(
@@ -95,6 +95,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Use PostgreSQL (or SQLite) for the audit alias, and give the "
                 "application credentials that may only INSERT and SELECT audit tables.",
                 id="ml_audit.W002",
+            )
+        )
+    return messages
+
+
+def _spool_dir_messages(conf: MLAuditSettings, spool_dir: Path) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if conf.user_settings.get("SPOOL_DIR") is None and getattr(settings, "BASE_DIR", None) is None:
+        messages.append(
+            Warning(
+                f"ml_audit spools records it cannot write yet to {spool_dir}, under the system "
+                "temp directory, which may be emptied on reboot.",
+                hint="Set ML_AUDIT['SPOOL_DIR'] (or settings.BASE_DIR) to a durable directory.",
+                id="ml_audit.W003",
+            )
+        )
+    try:
+        problem = directory_problem(spool_dir)
+    except OSError as exc:  # e.g. a parent directory this user may not search
+        problem = f"ml_audit cannot inspect the spool directory {spool_dir}: {exc}"
+    if problem is not None:
+        messages.append(
+            Error(
+                problem,
+                hint=f"Make it private to the user the application runs as (chown that user "
+                f"{spool_dir}; chmod 700 {spool_dir}), or point ML_AUDIT['SPOOL_DIR'] at a "
+                "directory that does not exist yet: ml_audit creates it with mode 0700.",
+                id="ml_audit.E004",
             )
         )
     return messages

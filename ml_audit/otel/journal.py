@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 import weakref
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from ml_audit.otel.spool_files import JOURNAL, create_locked, prepare_directory
 from ml_audit.records import PredictionRecord
 
 try:  # the ``fast`` extra
@@ -41,22 +41,10 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 
 __all__ = ["JOURNAL", "Journal", "Segment", "journal_line"]
 
-JOURNAL = ".journal"
 #: A segment is rotated once it holds this many bytes (and deleted when its records are done).
 DEFAULT_MAX_SEGMENT_BYTES = 8 * 1024 * 1024
 
 _datasync = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # macOS: fsync
-
-try:
-    import fcntl
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-except ImportError:  # pragma: no cover - not POSIX: no crash recovery by lock
-
-    def _lock(fd: int) -> None:
-        return None
 
 
 def journal_line(record: PredictionRecord, using: str | None, latency_ms: float | None) -> bytes:
@@ -99,14 +87,10 @@ class Journal:
         *,
         fsync: bool = False,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
-        prepare_directory: Any = None,
     ) -> None:
         self.directory = Path(directory)
         self.fsync = fsync
         self.max_segment_bytes = max_segment_bytes
-        #: ``callable(directory)`` run before the first segment is created (the spool's
-        #: directory checks), or None.
-        self._prepare_directory = prepare_directory
         self._lock = threading.Lock()
         self._segment: Segment | None = None
         #: Rotated segments with records not done yet.
@@ -196,24 +180,10 @@ class Journal:
     # ------------------------------------------------------------------ internals
 
     def _open_locked(self) -> Segment:
-        if self._prepare_directory is not None:
-            self._prepare_directory(self.directory)
-        else:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stem = f"spool-{os.getpid()}-{uuid.uuid4().hex}"
-        tmp = self.directory / f".{stem}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            _lock(fd)  # locked before it has its name: nobody ever sees it unlocked
-            path = self.directory / f"{stem}{JOURNAL}"
-            os.rename(tmp, path)
-            if self.fsync:
-                _fsync_directory(self.directory)
-        except BaseException:
-            os.close(fd)
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # The spool's rules: a private directory (InsecureSpoolDirectory otherwise), a 0600
+        # file locked before it has its name.
+        prepare_directory(self.directory)
+        fd, path = create_locked(self.directory, JOURNAL)
         return Segment(fd, path)
 
     def _rotate_locked(self, segment: Segment) -> None:
@@ -252,11 +222,3 @@ class Journal:
                 os.close(segment.fd)
         self._segment = None
         self._rotated = set()
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

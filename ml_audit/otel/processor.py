@@ -98,7 +98,7 @@ from ml_audit.otel import conventions, pending
 from ml_audit.otel.journal import Journal, Segment, journal_line
 from ml_audit.otel.recovery import Item as _Item
 from ml_audit.otel.recovery import SpoolRecovery, by_alias, record_of
-from ml_audit.otel.spool import Spool, SpooledExplanation
+from ml_audit.otel.spool import InsecureSpoolDirectory, Spool, SpooledExplanation
 from ml_audit.otel.writes import in_atomic, is_connection_error, log_conflict, run_untraced
 from ml_audit.records import PredictionRecord, revalidated
 
@@ -273,6 +273,7 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
         self._spooled_since_replay = False
         self._replay_retry_at = 0.0
         self._next_scan_at = 0.0  # the first successful batch looks for leftovers
+        self._spool_refused = False
         self._last_batch_end = float("-inf")  # the first batch checks its connection
         self._stats_lock = threading.Lock()
         self._stats = dict.fromkeys(COUNTERS, 0)
@@ -429,12 +430,15 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
         try:
             segment = journal.append(journal_line(record, using, latency))
         except Exception as exc:
-            logger.error(
-                "ml_audit: could not journal prediction %s (%s: %s); writing it now instead",
-                record.prediction_id,
-                type(exc).__name__,
-                exc,
-            )
+            if isinstance(exc, InsecureSpoolDirectory):
+                self._refuse_spool_directory(exc)  # logged once; every record written now
+            else:
+                logger.error(
+                    "ml_audit: could not journal prediction %s (%s: %s); writing it now",
+                    record.prediction_id,
+                    type(exc).__name__,
+                    exc,
+                )
             self._write_now(record_of((record, using, latency, None)), using, None)
             return
         self._enqueue((record, using, latency, segment))

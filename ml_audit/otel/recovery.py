@@ -18,7 +18,7 @@ from contextlib import suppress
 from ml_audit import store
 from ml_audit.otel import pending
 from ml_audit.otel.journal import Segment
-from ml_audit.otel.spool import ReplayResult, Spool, SpooledExplanation
+from ml_audit.otel.spool import InsecureSpoolDirectory, ReplayResult, Spool, SpooledExplanation
 from ml_audit.otel.writes import is_connection_error
 from ml_audit.records import ExplanationRecord, PredictionRecord
 
@@ -60,6 +60,8 @@ class SpoolRecovery:
     _spooled_since_replay: bool
     _replay_retry_at: float
     _next_scan_at: float
+    #: The spool directory was refused (InsecureSpoolDirectory): logged once, not replayed.
+    _spool_refused: bool = False
 
     def _count(self, name: str, amount: int = 1) -> None:
         raise NotImplementedError
@@ -152,6 +154,11 @@ class SpoolRecovery:
                     if len(self._queue) >= self._max_batch_size or self._stopping:
                         self._spooled_since_replay = True
                         return
+        except InsecureSpoolDirectory as refused:
+            # A configuration error (the system check ml_audit.E004 reports it too): said
+            # once, not retried every few seconds; a restart with a safe directory replays.
+            self._refuse_spool_directory(refused)
+            return
         except Exception:
             logger.exception("ml_audit: replay of the spool failed")
             failed = True
@@ -160,6 +167,16 @@ class SpoolRecovery:
             if failed:
                 self._spooled_since_replay = True
                 self._replay_retry_at = time.monotonic() + self.replay_retry_interval
+
+    def _refuse_spool_directory(self, refused: InsecureSpoolDirectory) -> None:
+        """Log (once per process) that the spool directory is refused; stop replaying it."""
+        with self._lock:
+            first = not self._spool_refused
+            self._spool_refused = True
+            self._spooled_since_replay = False
+            self._next_scan_at = float("inf")
+        if first:
+            logger.error("ml_audit: %s Nothing is spooled or replayed there.", refused)
 
     # ------------------------------------------------------------------ spooling
 

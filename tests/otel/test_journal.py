@@ -251,3 +251,25 @@ def test_spooled_records_release_their_journal_lines(
     assert processor.force_flush(int(WAIT * 1000))
     assert processor.stats()["spooled"] == 3
     assert processor.journal.pending() == 0  # each record is in the (fsynced) spool instead
+
+
+def test_a_loose_spool_directory_is_refused_once_and_records_are_written_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)  # anyone could plant or alter journal lines here
+    processor = MLAuditSpanProcessor(mode="journal", spool_dir=loose, retry_backoff_millis=1)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("tests")
+    try:
+        with caplog.at_level(logging.ERROR, logger="ml_audit.otel"):
+            for i in range(3):
+                end_prediction(tracer, redacted(prediction_id=f"jl-{i}"))
+        assert sorted(stored_ids("jl-")) == ["jl-0", "jl-1", "jl-2"]  # written before the end
+        refusals = [r for r in caplog.records if "refuses the spool directory" in r.getMessage()]
+        assert len(refusals) == 1
+        assert list(loose.iterdir()) == []  # nothing was created in it
+    finally:
+        processor.shutdown()

@@ -164,7 +164,7 @@ def test_a_forked_child_appends_to_a_file_of_its_own(spool: Spool) -> None:
     assert spool.active_path == parent_file
     assert len(parent_file.read_bytes().splitlines()) == 2
     writer = FakeWriter()
-    spool.replay(writer, include_active=True)
+    spool.replay(writer)
     assert writer.ids == ["child-1"]
 
 
@@ -341,30 +341,43 @@ def test_an_active_file_is_never_replayed_while_its_writer_lives(spool: Spool) -
     assert spool.abandoned_files(include_active=True) == []
 
 
-def test_an_active_file_of_a_dead_process_is_replayed_only_when_asked(spool: Spool) -> None:
-    spool.directory.mkdir(parents=True)
-    leftover = spool.directory / f"spool-{dead_pid()}-{'ab' * 16}.jsonl"
+@pytest.mark.parametrize("suffix", [".jsonl", ".journal"])
+@pytest.mark.parametrize("pid", ["dead", "alive"])
+def test_an_active_or_journal_file_whose_lock_is_free_is_replayed_without_being_asked(
+    spool: Spool, suffix: str, pid: str
+) -> None:
+    # Liveness is the lock, not the pid: a pid in the name may be reused by any live process
+    # (here: this one), or belong to another container.
+    spool.directory.mkdir(mode=0o700, parents=True)
+    number = dead_pid() if pid == "dead" else os.getpid()
+    leftover = spool.directory / f"spool-{number}-{'ab' * 16}{suffix}"
     leftover.write_bytes(encode_line(redacted(prediction_id="from-a-crash")))
+    assert spool.abandoned_files() == [leftover]
     writer = FakeWriter()
-    assert spool.replay(writer).files == 0
-    assert leftover.exists()
-    assert spool.replay(writer, include_active=True).files == 1
+    result = spool.replay(writer)
+    assert (result.files, result.inserted) == (1, 1)
     assert writer.ids == ["from-a-crash"]
     assert not leftover.exists()
+    assert list(spool.directory.iterdir()) == []
 
 
-def test_an_active_file_whose_lock_is_held_is_not_replayed_even_if_its_pid_is_gone(
-    spool: Spool,
+@pytest.mark.parametrize("suffix", [".jsonl", ".journal"])
+def test_an_active_or_journal_file_whose_lock_is_held_is_not_replayed_even_if_its_pid_is_gone(
+    spool: Spool, suffix: str
 ) -> None:
-    spool.directory.mkdir(parents=True)
-    leftover = spool.directory / f"spool-{dead_pid()}-{'cd' * 16}.jsonl"
+    spool.directory.mkdir(mode=0o700, parents=True)
+    leftover = spool.directory / f"spool-{dead_pid()}-{'cd' * 16}{suffix}"
     leftover.write_bytes(encode_line(redacted()))
     holder = os.open(leftover, os.O_RDONLY)  # e.g. a writer in another pid namespace
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
+        assert spool.abandoned_files() == []
+        assert spool.replay(FakeWriter()).files == 0
         assert spool.replay(FakeWriter(), include_active=True).files == 0
+        assert leftover.exists()
     finally:
         os.close(holder)
+    assert spool.replay(FakeWriter()).files == 1  # its holder is gone now
 
 
 json_values = st.recursive(
@@ -454,16 +467,24 @@ def test_replay_command_fails_on_unreadable_lines_after_replaying_the_rest(spool
 
 
 @pytest.mark.django_db
-def test_replay_command_include_active_recovers_files_of_crashed_processes(spool: Spool) -> None:
-    spool.directory.mkdir(parents=True)
+def test_replay_command_recovers_files_of_crashed_processes(spool: Spool) -> None:
+    spool.directory.mkdir(mode=0o700, parents=True)
     leftover = spool.directory / f"spool-{dead_pid()}-{'ef' * 16}.jsonl"
     leftover.write_bytes(encode_line(redacted(prediction_id="crashed")))
+    journal = spool.directory / f"spool-{os.getpid()}-{'0f' * 16}.journal"  # a reused pid
+    journal.write_bytes(encode_line(redacted(prediction_id="journaled"), latency_ms=12.5))
     live = spool.append([redacted(prediction_id="still-being-written")])
-    assert "0 file(s) replayed" in _call(spool.directory)
-    out = _call(spool.directory, "--include-active")
-    assert "1 file(s) replayed" in out
-    assert list(PredictionEvent.objects.values_list("prediction_id", flat=True)) == ["crashed"]
+    out = _call(spool.directory)
+    assert "2 file(s) replayed" in out
+    assert sorted(PredictionEvent.objects.values_list("prediction_id", flat=True)) == [
+        "crashed",
+        "journaled",
+    ]
+    assert PredictionEvent.objects.get(prediction_id="journaled").latency_ms == 12.5
     assert live is not None
+    assert live.exists()
+    # --include-active is still accepted, and changes nothing.
+    assert "0 file(s) replayed" in _call(spool.directory, "--include-active")
     assert live.exists()
 
 

@@ -2,12 +2,18 @@
 database.
 
 The batch writer replays its spool by itself once the database is back; this command is for
-what is left over, e.g. after the process that spooled was stopped, or to recover files of a
-process that crashed (``--include-active``). See :mod:`ml_audit.otel.spool` for the files.
+what is left over, e.g. after the process that spooled was stopped, or the active spool files
+and journal segments of a process that died (any file whose lock nobody holds; a live
+process's files are never touched). See :mod:`ml_audit.otel.spool` for the files.
+
+Every line is validated and redacted again before it is written; lines that cannot be read
+back, and entries that are not regular files of this user, are moved to ``.corrupt`` files.
+A spool directory that other users may write to is refused (``ml_audit.E004``).
 
 Records go to the alias they were spooled for, or the audit alias; ``--database`` sends every
 record to that alias instead. Exits with status 1 when anything could not be replayed
 (a failed write, a conflicting record, an unreadable line), after replaying everything else.
+``--include-active`` is accepted for compatibility; it is no longer needed.
 """
 
 from __future__ import annotations
@@ -19,15 +25,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ml_audit import store
 from ml_audit.conf import audit_settings
-from ml_audit.otel.spool import DEFAULT_REPLAY_BATCH_SIZE, Spool, SpooledExplanation
+from ml_audit.otel.spool import (
+    DEFAULT_REPLAY_BATCH_SIZE,
+    InsecureSpoolDirectory,
+    Spool,
+    SpooledExplanation,
+)
 from ml_audit.otel.writes import is_connection_error, run_untraced
 from ml_audit.records import PredictionRecord
 
 
 class Command(BaseCommand):
     help = (
-        "Replay the ml_audit spool: write every ready spool file (and, with --include-active, "
-        "files left by crashed processes) into the audit database. Idempotent."
+        "Replay the ml_audit spool: write every ready spool file, and the spool and journal "
+        "files left by processes that died, into the audit database. Idempotent."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,8 +57,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--include-active",
             action="store_true",
-            help="Also replay active files whose process is gone (its pid does not exist and "
-            "nobody holds the file's lock).",
+            help="Accepted for compatibility; no longer needed: active and journal files whose "
+            "lock nobody holds (their process died) are always replayed.",
         )
         parser.add_argument(
             "--batch-size",
@@ -82,14 +93,16 @@ class Command(BaseCommand):
                 is_transient=is_connection_error,
                 write_explanation=write_explanation,
             )
+        except InsecureSpoolDirectory as exc:
+            raise CommandError(str(exc)) from None
         finally:
             spool.close()  # records kept back by this replay become a ready file again
         self.stdout.write(
             f"{directory}: {result.files} file(s) replayed, {result.replayed} record(s) in "
             f"the database ({result.inserted} inserted, {result.duplicates} already stored), "
-            f"{result.conflicts} conflict(s), {result.corrupt} unreadable line(s) moved aside, "
-            f"{result.failed} record(s) left in the spool, {result.skipped} file(s) in use "
-            "skipped."
+            f"{result.conflicts} conflict(s), {result.corrupt} unreadable line(s) or file(s) "
+            f"moved aside, {result.failed} record(s) left in the spool, {result.skipped} file(s) "
+            "in use skipped."
         )
         if not result.ok:
             raise CommandError(
