@@ -16,11 +16,29 @@ numpy scalars / arrays                 Python scalars / nested lists (numpy is n
 dataclasses, pydantic models           their fields (``asdict`` / ``model_dump``)
 ``float('nan')``, ``±inf``             strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
 whole floats of magnitude >= 2**53     the integer they exactly equal
+``-0.0`` (also numpy's)                ``0.0`` (PostgreSQL's ``jsonb`` has no negative zero)
 mapping keys int/float/bool/UUID/Enum  their string form (a collision is an error)
 =====================================  =========================================================
 
-Strings containing U+0000 or unpaired surrogates are refused (PostgreSQL cannot store them),
-as are cycles, nesting deeper than :data:`MAX_DEPTH` and any other type.
+Every value this returns is stored exactly: it reads back from PostgreSQL (``jsonb``) and
+SQLite (JSON text) as the same JSON, so its canonical JSON, and every content hash over it, is
+the same before and after the round trip (``tests/test_exact_storage.py``). That is why ``-0.0``
+becomes ``0.0`` (its canonical JSON would change from ``-0.0`` to ``0.0`` on PostgreSQL) and why
+whole floats beyond 2**53 become integers (``jsonb`` returns their digits). Other finite floats,
+subnormal ones included, and integers beyond 64 bits read back unchanged from both databases.
+
+Refused with :class:`~ml_audit.exceptions.InvalidRecord` naming the path:
+
+- strings (values and keys) containing U+0000 or unpaired surrogates (PostgreSQL cannot store
+  them, they are not UTF-8);
+- integers (values and keys) of more than :data:`MAX_INT_DIGITS` decimal digits: Python may
+  refuse to write or read them as JSON text (``sys.set_int_max_str_digits``; 640 is the lowest
+  limit it can be set to), so they could be stored but neither hashed nor read back;
+- numpy scalars without an exact Python equivalent (``longdouble``, ``clongdouble``);
+- cycles, nesting deeper than :data:`MAX_DEPTH` and any other type.
+
+Strings are stored as given: neither database normalises Unicode (NFC and NFD spellings stay
+distinct) and neither does this function.
 """
 
 from __future__ import annotations
@@ -38,9 +56,15 @@ from typing import Any
 from ml_audit.canonical import canonical_json
 from ml_audit.exceptions import InvalidRecord
 
-__all__ = ["MAX_DEPTH", "to_json"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "to_json"]
 
 MAX_DEPTH = 64
+#: Integers of more decimal digits are refused: Python's lowest possible limit of int <-> str
+#: conversion (``sys.int_info.str_digits_check_threshold``), so every accepted integer can be
+#: written as JSON, hashed and read back whatever ``sys.set_int_max_str_digits`` says.
+MAX_INT_DIGITS = 640
+#: Accepted integers lie strictly between -_INT_BOUND and _INT_BOUND (MAX_INT_DIGITS digits).
+_INT_BOUND = 10**MAX_INT_DIGITS
 
 _EXACT_FLOAT_INT = 2**53
 #: The same bound as a float (2**53 is one exactly), for comparisons with floats: cheaper.
@@ -82,6 +106,16 @@ def _check_string(path: _Path, value: str) -> str:
     return value
 
 
+def _int(path: _Path, value: int) -> int:
+    if -_INT_BOUND < value < _INT_BOUND:
+        return value
+    raise InvalidRecord(
+        _render(path),
+        f"is an integer of more than {MAX_INT_DIGITS} digits, which cannot be stored and read "
+        "back exactly; store it as a string",
+    )
+
+
 def _key(path: _Path, key: Any) -> str:
     if type(key) is str:
         return _check_string((path, ".<key>"), key)
@@ -89,7 +123,10 @@ def _key(path: _Path, key: Any) -> str:
         return _check_string((path, ".<key>"), str(key))
     if isinstance(key, enum.Enum):
         key = key.value
-    if key is None or isinstance(key, bool | int | float | uuid.UUID | decimal.Decimal):
+    if isinstance(key, int) and not isinstance(key, bool):
+        _int((path, ".<key>"), key)  # str() of a longer one may raise ValueError
+        return str(key)
+    if key is None or isinstance(key, bool | float | uuid.UUID | decimal.Decimal):
         return str(key)
     raise InvalidRecord(
         _render((path, ".<key>")), f"mapping key of type {type(key).__name__} is not supported"
@@ -109,13 +146,18 @@ def to_json(value: Any, path: str = "value") -> Any:
 
 
 def _float(value: float) -> float | int | str:
+    """A plain ``float`` as stored: see the module docstring."""
     if not math.isfinite(value):
         return _non_finite(value)
     if abs(value) >= _EXACT_FLOAT and value.is_integer():
         # PostgreSQL's jsonb returns such numbers as their exact integer digits; store that
         # integer (it is the float's exact value) so stored data and hashes round-trip.
         return int(value)
-    return float(value)
+    if not value:
+        # -0.0: jsonb (numeric) has no negative zero and returns 0.0, whose canonical JSON
+        # differs ("0.0", not "-0.0").
+        return 0.0
+    return value
 
 
 def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
@@ -131,7 +173,12 @@ def _flat_dict(value: dict[Any, Any]) -> dict[str, Any] | None:
         elif kind is float:
             if not (-_EXACT_FLOAT < item < _EXACT_FLOAT):  # also false for NaN
                 return None
-        elif not (kind is int or kind is bool or item is None):
+            if not item:
+                item = 0.0  # -0.0 (see _float)
+        elif kind is int:
+            if not (-_INT_BOUND < item < _INT_BOUND):
+                return None
+        elif not (kind is bool or item is None):
             return None
         out[key] = item
     return out
@@ -142,7 +189,9 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
     kind = type(value)
     if kind is str:
         return _check_string(path, value)
-    if kind is int or kind is bool or value is None:
+    if kind is int:
+        return value if -_INT_BOUND < value < _INT_BOUND else _int(path, value)
+    if kind is bool or value is None:
         return value
     if kind is float:
         return _float(value)
@@ -151,7 +200,7 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
     if isinstance(value, str):
         return _check_string(path, str(value))
     if isinstance(value, int):
-        return int(value)
+        return _int(path, int(value))
     if isinstance(value, float):
         return _float(float(value))
     if depth >= MAX_DEPTH:
@@ -201,7 +250,13 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
     module = type(value).__module__
     # numpy scalars and arrays both have .tolist(), which gives plain Python values.
     if (module == "numpy" or module.startswith("numpy.")) and hasattr(value, "tolist"):
-        return _to_json(value.tolist(), path, depth + 1, seen)
+        converted = value.tolist()
+        if type(converted) is kind:  # longdouble, clongdouble: no exact Python equivalent
+            raise InvalidRecord(
+                _render(path),
+                f"numpy {kind.__name__} has no exact JSON form; convert it to float first",
+            )
+        return _to_json(converted, path, depth + 1, seen)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _to_json(dataclasses.asdict(value), path, depth + 1, seen)
     model_dump = getattr(value, "model_dump", None)

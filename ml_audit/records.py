@@ -153,7 +153,9 @@ def _check_unit_float(field: str, value: Any, *, upper: float | None) -> float |
     if number < 0 or (upper is not None and number > upper):
         bounds = f"between 0 and {upper:g}" if upper is not None else "zero or more"
         raise InvalidRecord(field, f"must be {bounds}, not {number!r}")
-    return number
+    # -0.0 reads back as 0.0: SQLite's REAL drops the sign, and Django's client-side binding
+    # sends it to PostgreSQL as the numeric literal -0.0, which is 0. Store what reads back.
+    return number or 0.0
 
 
 def _check_mapping(field: str, value: Any, *, optional: bool) -> dict[str, Any]:
@@ -207,8 +209,8 @@ def _outcome_fields(
     checked_output = _flat_dict(output) if type(output) is dict else None
     if checked_output is None:
         checked_output = to_json(output, "output")
-    if confidence is not None and not (type(confidence) is float and 0.0 <= confidence <= 1.0):
-        # The common case (a float in [0, 1]) is already what _check_unit_float returns.
+    if confidence is not None and not (type(confidence) is float and 0.0 < confidence <= 1.0):
+        # The common case (a float in (0, 1]) is already what _check_unit_float returns.
         confidence = _check_unit_float("confidence", confidence, upper=1.0)
     # None and "" both become "" (what _check_text returns for ""), as do other falsy values
     # of error_type and error_message, which were always read as "no error".
