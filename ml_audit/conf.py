@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # spans and rows, through a private provider that exports nothing.
     "OTEL_ENABLED": True,
     "SET_GLOBAL_TRACER_PROVIDER": True,
+    # Largest payload (features, output, metadata, an explanation's payload or summary) a
+    # recording call accepts, in characters (see ml_audit.normalise.check_payload_size): a
+    # larger one is refused with InvalidRecord before any work on it. None: no limit.
+    "MAX_PAYLOAD_BYTES": 4_194_304,
     # How the span helpers persist. "journal": each record is appended to this process's
     # journal file before the span ends (it survives the process from then on) and written
     # by a background worker in batches. "batch": the same worker, without the journal — a
@@ -284,6 +288,12 @@ class MLAuditSettings:
     @cached_property
     def DROP_ON_OVERFLOW(self) -> bool:
         return self._bool("DROP_ON_OVERFLOW")
+
+    @cached_property
+    def MAX_PAYLOAD_BYTES(self) -> int | None:
+        if self._get("MAX_PAYLOAD_BYTES") is None:
+            return None
+        return self._int("MAX_PAYLOAD_BYTES", minimum=1024)
 
     @cached_property
     def JOURNAL_FSYNC(self) -> bool:

@@ -13,7 +13,7 @@ input                                  stored as
 ``tuple`` / ``list``                   list
 ``bytes`` / ``bytearray``              ``"base64:<standard base64>"``
 numpy scalars / arrays                 Python scalars / nested lists (numpy is not required)
-dataclasses, pydantic models           their fields (``asdict`` / ``model_dump``)
+dataclasses, pydantic models           their fields (field by field / ``model_dump``)
 ``float('nan')``, ``±inf``             strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
 whole floats of magnitude >= 2**53     the integer they exactly equal
 ``-0.0`` (also numpy's)                ``0.0`` (PostgreSQL's ``jsonb`` has no negative zero)
@@ -56,7 +56,13 @@ from typing import Any
 from ml_audit.canonical import canonical_json
 from ml_audit.exceptions import InvalidRecord
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "to_json"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "check_payload_size",
+    "check_storable_text",
+    "to_json",
+]
 
 MAX_DEPTH = 64
 #: Integers of more decimal digits are refused: Python's lowest possible limit of int <-> str
@@ -258,12 +264,69 @@ def _to_json(value: Any, path: _Path, depth: int, seen: set[int]) -> Any:
             )
         return _to_json(converted, path, depth + 1, seen)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _to_json(dataclasses.asdict(value), path, depth + 1, seen)
+        # Field by field through this walk (not dataclasses.asdict, which recurses without a
+        # bound and follows cycles until RecursionError): depth and cycles are checked here.
+        marker = id(value)
+        if marker in seen:
+            raise InvalidRecord(_render(path), "contains a reference cycle")
+        seen.add(marker)
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        result = _to_json(fields, path, depth + 1, seen)
+        seen.discard(marker)
+        return result
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
-        return _to_json(model_dump(mode="json"), path, depth + 1, seen)
+        try:
+            dumped = model_dump(mode="json")
+        except RecursionError:
+            raise InvalidRecord(_render(path), "is nested too deeply (or is cyclic)") from None
+        return _to_json(dumped, path, depth + 1, seen)
     raise InvalidRecord(
         _render(path),
         f"value of type {type(value).__module__}.{type(value).__qualname__} cannot be stored as "
         "JSON; convert it to a str, number, list or dict first",
     )
+
+
+def check_storable_text(field: str, value: str) -> str:
+    """``value`` if a database can store it as text; ``InvalidRecord`` naming ``field`` when it
+    holds a NUL character or an unpaired surrogate."""
+    return _check_string(field, value)
+
+
+def check_payload_size(field: str, value: Any, limit: int | None) -> None:
+    """``InvalidRecord`` naming ``field`` when ``value`` is larger than ``limit`` (None: no
+    limit), measured before any other work, with an early exit.
+
+    The size counts the characters of every string and key, the bytes of ``bytes`` values and
+    of numpy arrays (``nbytes``), and 8 for any other value; it is close to the size of the
+    payload's JSON and cheap to compute (a flat dict of 20 features: about a microsecond).
+    """
+    if limit is None:
+        return
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bytes or kind is bytearray:
+            total += len(item)
+        elif kind is dict or isinstance(item, Mapping):
+            if depth < MAX_DEPTH:
+                for key, child in item.items():
+                    total += len(key) if type(key) is str else 8
+                    stack.append((child, depth + 1))
+        elif kind is list or kind is tuple or isinstance(item, list | tuple | set | frozenset):
+            if depth < MAX_DEPTH:
+                total += len(item)
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            total += len(item)
+        else:
+            total += getattr(item, "nbytes", 8) if hasattr(item, "nbytes") else 8
+        if total > limit:
+            raise InvalidRecord(
+                field,
+                f"is larger than ML_AUDIT['MAX_PAYLOAD_BYTES'] ({limit:,} characters); store a "
+                "smaller payload or raise the limit",
+            )

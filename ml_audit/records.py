@@ -31,6 +31,7 @@ from ml_audit.normalise import (
     MAX_DEPTH,
     _check_string,
     _flat_dict,
+    check_payload_size,
     to_json,
 )
 from ml_audit.redaction import RedactionPolicy, redact, redact_flat
@@ -180,7 +181,12 @@ def _check_timestamp(value: Any, naive_policy: str) -> dt.datetime:
             "is a naive datetime; pass an aware one (e.g. django.utils.timezone.now()) or set "
             "ML_AUDIT['NAIVE_DATETIME_POLICY'] = 'utc'",
         )
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except (OverflowError, ValueError):  # e.g. year 1 at UTC+14: before year 1 in UTC
+        raise InvalidRecord(
+            "timestamp", f"{value.isoformat()} is outside the dates that can be stored in UTC"
+        ) from None
 
 
 def _check_hex(field: str, value: str, pattern: re.Pattern[str]) -> str:
@@ -354,7 +360,11 @@ class ActorPayload:
         if isinstance(value, Mapping):
             unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
             if unknown:
-                raise InvalidRecord("actor", f"unknown field(s) {', '.join(sorted(unknown))}")
+                names = ", ".join(sorted(map(str, unknown)))
+                raise InvalidRecord("actor", f"unknown field(s) {names}")
+            for required in ("actor_type", "actor_id"):
+                if required not in value:
+                    raise InvalidRecord(f"actor.{required}", "is required")
             return cls(**value)
         raise InvalidRecord("actor", f"must be an ActorPayload or a dict, not {type(value)}")
 
@@ -492,9 +502,12 @@ class PredictionRecord:
         default_environment: str = "",
         naive_datetime_policy: str = "reject",
         event_id: uuid.UUID | None = None,
+        max_payload_bytes: int | None = None,
     ) -> PredictionRecord:
         """Validate and normalise the arguments of a recording call.
 
+        ``max_payload_bytes`` bounds each of features, output and metadata (see
+        :func:`ml_audit.normalise.check_payload_size`), checked before any other work on them.
         Raises :class:`~ml_audit.exceptions.InvalidRecord` naming the first invalid field.
         """
         record, _ = create_draft(
@@ -521,6 +534,7 @@ class PredictionRecord:
             default_environment=default_environment,
             naive_datetime_policy=naive_datetime_policy,
             event_id=event_id,
+            max_payload_bytes=max_payload_bytes,
         )
         return record
 
@@ -534,6 +548,7 @@ class PredictionRecord:
         error_type: Any = None,
         error_message: Any = None,
         metadata: Any = None,
+        max_payload_bytes: int | None = None,
     ) -> PredictionRecord:
         """A copy with the outcome of the prediction, validated like :meth:`create`.
 
@@ -542,6 +557,9 @@ class PredictionRecord:
         """
         if self.redaction is not None:
             raise ValueError("record is already redacted; set the outcome before redacting")
+        if max_payload_bytes is not None:
+            check_payload_size("output", output, max_payload_bytes)
+            check_payload_size("metadata", metadata, max_payload_bytes)
         extra = None if metadata is None else _check_mapping("metadata", metadata, optional=True)
         changes = _outcome_fields(
             output, confidence, decision_outcome, status, error_type, error_message
@@ -837,6 +855,7 @@ def create_draft(
     default_environment: str = "",
     naive_datetime_policy: str = "reject",
     event_id: uuid.UUID | None = None,
+    max_payload_bytes: int | None = None,
 ) -> tuple[PredictionRecord, PreparedFeatures | None]:
     """:meth:`PredictionRecord.create`, and the features redacted by ``policy`` ahead of time.
 
@@ -849,6 +868,11 @@ def create_draft(
     """
     if type(features) is not dict and not isinstance(features, Mapping):
         raise InvalidRecord("features", f"must be a mapping (dict), not {type(features).__name__}")
+    if max_payload_bytes is not None:
+        # Before any other work: a 50 MB feature is refused in microseconds, not redacted.
+        check_payload_size("features", features, max_payload_bytes)
+        check_payload_size("output", output, max_payload_bytes)
+        check_payload_size("metadata", metadata, max_payload_bytes)
     event_id = event_id or uuid7()
     event_text = None
     if prediction_id is None:
@@ -962,8 +986,12 @@ class ExplanationRecord:
         status: Any = "success",
         generated_at: Any = None,
         naive_datetime_policy: str = "reject",
+        max_payload_bytes: int | None = None,
     ) -> ExplanationRecord:
         """Validate and normalise the arguments of ``attach_explanation``."""
+        if max_payload_bytes is not None:
+            check_payload_size("payload", payload, max_payload_bytes)
+            check_payload_size("summary_text", summary_text, max_payload_bytes)
         if status not in EXPLANATION_STATUSES:
             raise InvalidRecord(
                 "status", f"must be one of {', '.join(EXPLANATION_STATUSES)}, not {status!r}"

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import functools
 import inspect
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -46,6 +47,7 @@ from ml_audit.otel.conventions import ATTR
 from ml_audit.otel.setup import get_pipeline
 from ml_audit.records import (
     MAX_ERROR_MESSAGE,
+    MAX_ERROR_TYPE,
     ActorPayload,
     PredictionRecord,
     PreparedFeatures,
@@ -53,6 +55,8 @@ from ml_audit.records import (
     create_draft,
 )
 from ml_audit.redaction import RedactionPolicy
+
+logger = logging.getLogger("ml_audit.otel")
 
 __all__ = [
     "PredictionSpan",
@@ -267,6 +271,7 @@ class prediction_span:
             metadata=metadata,
             prediction_id=prediction_id,
             default_environment=audit_settings.ENVIRONMENT,
+            max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
         )
         self._token: object | None = None
         self._handle: PredictionSpan | None = None
@@ -288,9 +293,10 @@ class prediction_span:
         handle = self._handle
         assert handle is not None
         sync = self.mode == "sync"
+        limit = audit_settings.MAX_PAYLOAD_BYTES
         if exc is None:
             try:
-                record = self.draft.with_outcome(**handle._outcome)
+                record = self.draft.with_outcome(**handle._outcome, max_payload_bytes=limit)
             except InvalidRecord as invalid:
                 # The model ran but its outcome cannot be stored as given: the audit trail
                 # still gets an entry (failed, saying why) before the error reaches the caller.
@@ -302,12 +308,26 @@ class prediction_span:
             )
             return
         metadata = {k: v for k, v in handle._outcome.items() if k == "metadata"}
-        failed = self.draft.with_outcome(
-            status="failed",
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            error_message=(self.describe_error or str)(exc)[:MAX_ERROR_MESSAGE],
-            **metadata,
-        )
+        error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"[:MAX_ERROR_TYPE]
+        message = _describe(self.describe_error, exc)
+        try:
+            failed = self.draft.with_outcome(
+                status="failed",
+                error_type=error_type,
+                error_message=message,
+                max_payload_bytes=limit,
+                **metadata,
+            )
+        except InvalidRecord as invalid:
+            # The failure itself must be recorded, and the caller's exception must reach the
+            # caller: without the metadata (or the message) that cannot be stored.
+            logger.warning(
+                "ml_audit: the failed prediction %s is recorded without %s: %s",
+                self.draft.prediction_id,
+                invalid.field,
+                invalid,
+            )
+            failed = self.draft.with_outcome(status="failed", error_type=error_type)
         _finish(handle.span, failed, sync=sync, latency_from_span=True, prepared=self._prepared)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -323,6 +343,30 @@ class prediction_span:
             await sync_to_async(self._complete)(exc)
         else:
             self._complete(exc)
+
+
+def _describe(describe_error: Callable[[BaseException], Any] | None, exc: BaseException) -> str:
+    """What is stored of an exception's message: ``describe_error(exc)`` (default ``str``), cut
+    to the column's limit and made storable; "" when that raises or returns no string (logged:
+    a broken describe_error never replaces the caller's exception)."""
+    try:
+        text = (describe_error or str)(exc)
+    except Exception as broken:
+        logger.warning(
+            "ml_audit: describe_error raised %s for a %s; its message is not stored",
+            type(broken).__name__,
+            type(exc).__name__,
+        )
+        return ""
+    if not isinstance(text, str):
+        if describe_error is not None:
+            logger.warning(
+                "ml_audit: describe_error returned %s, not a string; the message is not stored",
+                type(text).__name__,
+            )
+        return ""
+    text = text[:MAX_ERROR_MESSAGE].replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
 
 
 def _argument(spec: str | Callable[..., Any] | None, bound: inspect.BoundArguments) -> Any:

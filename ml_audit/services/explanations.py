@@ -10,8 +10,9 @@ from ml_audit import store
 from ml_audit.conf import audit_settings
 from ml_audit.exceptions import InvalidRecord, PredictionNotFound
 from ml_audit.models import Explanation, PredictionEvent
+from ml_audit.normalise import check_storable_text
 from ml_audit.otel.spans import emit_explanation_span
-from ml_audit.records import ExplanationRecord
+from ml_audit.records import MAX_PREDICTION_ID, ExplanationRecord
 
 __all__ = ["attach_explanation", "explanation_record", "resolve_prediction"]
 
@@ -42,6 +43,9 @@ def resolve_prediction(
             "must be a PredictionEvent, a UUID primary key or a prediction_id string, "
             f"not {type(prediction).__name__}",
         )
+    if len(prediction) > MAX_PREDICTION_ID:
+        raise PredictionNotFound(f"no prediction_id is {len(prediction)} characters long")
+    check_storable_text("prediction", prediction)  # a NUL or a lone surrogate: no row has it
     try:
         as_uuid: uuid.UUID | None = uuid.UUID(prediction)
     except ValueError:
@@ -79,6 +83,7 @@ def explanation_record(
         status=status,
         generated_at=generated_at,
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
+        max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
     )
     if "explanation" in audit_settings.REDACT_PAYLOADS:
         record = record.redact(audit_settings.redaction_policy)

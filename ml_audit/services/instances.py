@@ -71,6 +71,7 @@ def record_prediction_instance(event: PredictionEvent, using: str | None) -> Non
         default_environment=audit_settings.ENVIRONMENT,
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
         event_id=event.pk,
+        max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
     )
     _copy_row(event, record_through_span(record, using=using))
 

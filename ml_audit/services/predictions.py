@@ -94,6 +94,7 @@ def record_prediction_event(
         timestamp=timestamp,
         default_environment=audit_settings.ENVIRONMENT,
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
+        max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
     )
     if provenance:
         ModelVersion.objects.using(store.resolve_alias(using)).get_or_create(
