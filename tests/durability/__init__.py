@@ -1,0 +1,1 @@
+"""Fault tests on PostgreSQL: processes killed while recording predictions (see harness.py)."""
