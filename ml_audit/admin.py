@@ -23,24 +23,68 @@ change list reads every row:
 - The date drill-down offers every year, month or day between the first and the last matching
   prediction (both found through the timestamp index), not only the periods that hold
   predictions, which would again read every matching row.
+- No facet counts (``show_facets`` is ``NEVER``): they count every matching row per choice.
+
+As strict as the REST API (:mod:`ml_audit.api.access` holds the rules both apply):
+
+- Tenant scope: every admin here reads through ``get_queryset`` scoped by
+  ``ML_AUDIT['API_TENANT_RESOLVER']`` (called with the admin's request): predictions of the
+  allowed tenants, their explanations, the model versions and actors that have one of them, and
+  the access-log rows of requests scoped within them. The change list, its filters' choices,
+  its counts, its date drill-down, search and the change view (``get_object``) all start from
+  that queryset; another tenant's row is "not found", exactly like a missing one.
+- Field permissions: without ``ml_audit.view_requestingactor`` the request context of a
+  prediction (client IP, user agent, auth context, and the actor) is not shown, and no URL
+  lookup may name ``client_ip``, ``user_agent`` or ``auth_context``, on any of these admins
+  (``?client_ip=...``, ``?auth_context__token_id__startswith=...`` or through a relation,
+  ``?prediction__user_agent=...``): a 400 whatever the value, so row counts tell nothing.
+  Lookups through a reverse relation (``?predictions=...`` on model versions) and regular
+  expressions (``__regex``, ``__iregex``) are refused too.
+- Values that cannot be compared in SQL (a NUL character, an address that is no IP address for
+  an IP field, a date the drill-down cannot bound such as year 9999) are the admin's "invalid
+  lookup" redirect (``?e=1``), never a database error.
+- Access log: every request of the prediction and explanation change lists and change views is
+  recorded as an :class:`~ml_audit.models.AccessLog` row, as API reads are (endpoints
+  ``admin-predictions-list``, ``admin-prediction-detail``, ``admin-explanations-list``,
+  ``admin-explanation-detail``): the user, path and query, the status, and the UUIDs of the
+  predictions shown (for explanations, the predictions they explain), refused requests
+  included. ``ML_AUDIT['API_ACCESS_LOG'] = False`` turns it off, as for the API. The row is
+  written once the page is rendered, before it is sent; if it cannot be written, the page is
+  not sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import (
+    FieldDoesNotExist,
+    PermissionDenied,
+    SuspiciousOperation,
+)
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_ipv46_address
+from django.db import DataError, NotSupportedError, models
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest
+from django.db.models.constants import LOOKUP_SEP
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.template.loader import render_to_string
+from django.template.response import SimpleTemplateResponse
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ml_audit import charts, paginators, records
-from ml_audit.conf import trace_url
+from ml_audit.api import access
+from ml_audit.conf import audit_settings, trace_url
 from ml_audit.models import (
     AccessLog,
     AppendOnlyQuerySet,
@@ -57,6 +101,8 @@ else:
 
 __all__ = [
     "AccessLogAdmin",
+    "AccessLoggedAdmin",
+    "AuditChangeList",
     "EstimatedCountPaginator",
     "ExplanationAdmin",
     "ModelVersionAdmin",
@@ -64,10 +110,13 @@ __all__ = [
     "ReadOnlyAdmin",
     "RecentValuesFilter",
     "RequestingActorAdmin",
+    "ScopedAdmin",
     "trace_url",
 ]
 
-REQUEST_CONTEXT_PERMISSION = "ml_audit.view_requestingactor"
+REQUEST_CONTEXT_PERMISSION = access.REQUEST_CONTEXT_PERMISSION
+
+logger = logging.getLogger("ml_audit.admin")
 
 
 def _pretty_json(value: Any) -> str:
@@ -101,6 +150,212 @@ class ReadOnlyAdmin(_ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+
+class AuditChangeList(ChangeList):
+    """Django's change list, whose bad lookup values are "invalid lookup" (the ``?e=1``
+    redirect) rather than server errors, and whose page of rows is read when it is built (the
+    access log records it; the template iterates the same list: no other query)."""
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except (ValueError, OverflowError) as exc:  # the drill-down's bound after 9999-12-31
+            raise IncorrectLookupParameters(exc) from exc
+
+    def get_results(self, request: HttpRequest) -> None:
+        try:
+            super().get_results(request)
+            self.result_list = list(self.result_list)
+        except (
+            ValueError,
+            OverflowError,
+            TypeError,
+            DjangoValidationError,
+            DataError,
+            NotSupportedError,
+        ) as exc:
+            # A value compiled into SQL that the database (or its adapter) cannot take; the
+            # lookups themselves were checked by ScopedAdmin.lookup_allowed.
+            raise IncorrectLookupParameters(exc) from exc
+
+
+#: Lookups an admin URL may not use: a regular expression costs a scan of every row, and one
+#: the database cannot compile is a database error.
+REFUSED_LOOKUPS = frozenset({"regex", "iregex"})
+#: Lookups that compare an IP address field as an address (others compare its text).
+_IP_VALUE_LOOKUPS = frozenset({"exact", "gt", "gte", "lt", "lte", "in", "range"})
+
+
+class ScopedAdmin(ReadOnlyAdmin):
+    """A read-only admin that is tenant-scoped (:meth:`scope`) and refuses URL lookups on fields
+    the user may not see (see the module docstring)."""
+
+    show_facets = admin.ShowFacets.NEVER
+
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows of ``queryset`` that ``request`` may read."""
+        return queryset
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return self.scope(request, super().get_queryset(request))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return AuditChangeList
+
+    def hidden_fields(self, request: HttpRequest | None) -> frozenset[tuple[type[Any], str]]:
+        """``(model, field name)`` pairs ``request``'s user may not see."""
+        user = getattr(request, "user", None)
+        if access.can_view_request_context(user):
+            return frozenset()
+        return frozenset((PredictionEvent, name) for name in access.REQUEST_CONTEXT_FIELDS)
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if "\x00" in lookup or "\x00" in str(value):
+            raise IncorrectLookupParameters("A NUL character cannot be compared in SQL.")
+        parts = lookup.split(LOOKUP_SEP)
+        if REFUSED_LOOKUPS.intersection(parts):
+            return False
+        hidden = self.hidden_fields(request)
+        model: Any = self.model
+        field: Any = None
+        rest: Sequence[str] = ()
+        for index, part in enumerate(parts):
+            try:
+                field = model._meta.get_field(part)
+            except FieldDoesNotExist:
+                rest = parts[index:]  # transforms and lookups (or a name the filter refuses)
+                break
+            if field.auto_created and not field.concrete:  # a reverse relation
+                return False
+            if (model, field.name) in hidden:
+                return False
+            if not field.is_relation or field.related_model is None:
+                rest = parts[index + 1 :]
+                break
+            model = field.related_model
+        if isinstance(field, models.GenericIPAddressField):
+            _check_ip_values(rest, value)
+        return bool(super().lookup_allowed(lookup, value, request))
+
+
+def _check_ip_values(rest: Sequence[str], value: str) -> None:
+    """An IP field compared as an address takes addresses: PostgreSQL's ``inet`` refuses
+    anything else inside the query."""
+    lookup = rest[-1] if rest else "exact"
+    if len(rest) > 1 or lookup not in _IP_VALUE_LOOKUPS:
+        return
+    values = value.split(",") if lookup in ("in", "range") else [value]
+    for item in values:
+        try:
+            validate_ipv46_address(item)
+        except DjangoValidationError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+def _error_status(exc: BaseException) -> int:
+    """The status Django answers an exception of a view with."""
+    if isinstance(exc, PermissionDenied):
+        return 403
+    if isinstance(exc, SuspiciousOperation):
+        return 400
+    if isinstance(exc, Http404):
+        return 404
+    return 500
+
+
+class AccessLoggedAdmin(ScopedAdmin):
+    """A :class:`ScopedAdmin` whose change-list and change-view requests are access-logged as
+    API reads are (see the module docstring), outside any ``ATOMIC_REQUESTS`` transaction."""
+
+    #: ``AccessLog.endpoint`` of a change-list request and of a change-view request.
+    access_log_list_endpoint = ""
+    access_log_detail_endpoint = ""
+
+    def access_log_id(self, obj: Any) -> str:
+        """The prediction UUID that showing ``obj`` reveals."""
+        return str(obj.pk)
+
+    def get_urls(self) -> list[URLPattern]:
+        urls = super().get_urls()
+        info = self.opts.app_label, self.opts.model_name
+        logged = {"{}_{}_changelist".format(*info), "{}_{}_change".format(*info)}
+        for url in urls:
+            if url.name in logged:
+                # Not wrapped in an ATOMIC_REQUESTS transaction: the access-log row of a
+                # refused request would be rolled back with it.
+                url.callback._non_atomic_requests = access.EVERY_ALIAS  # type: ignore[attr-defined]
+        return urls
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        view = super().changelist_view
+        return self.access_logged(
+            request, self.access_log_list_endpoint, lambda: view(request, extra_context), "cl"
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        view = super().change_view
+        return self.access_logged(
+            request,
+            self.access_log_detail_endpoint,
+            lambda: view(request, object_id, form_url, extra_context),
+            "original",
+        )
+
+    def access_logged(
+        self,
+        request: HttpRequest,
+        endpoint: str,
+        view: Callable[[], HttpResponse],
+        shown: str,
+    ) -> HttpResponse:
+        """``view()``'s response, access-logged as ``endpoint``; ``shown`` names the context
+        variable holding what the page shows (a change list, or one object)."""
+        if not audit_settings.API_ACCESS_LOG:
+            return view()
+        try:
+            response = view()
+        except Exception as exc:
+            try:
+                self.record_access(request, endpoint, _error_status(exc), [])
+            except Exception:
+                logger.exception("The access log row of a failed admin request was not written.")
+            raise
+        ids: list[str] = []
+        if request.method in ("GET", "HEAD") and 200 <= response.status_code < 300:
+            context = getattr(response, "context_data", None) or {}
+            found = context.get(shown)
+            rows = [found] if shown == "original" else getattr(found, "result_list", [])
+            ids = [self.access_log_id(row) for row in rows if row is not None]
+        if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+
+            def after_rendering(rendered: HttpResponseBase) -> None:
+                self.record_access(request, endpoint, rendered.status_code, ids)
+
+            response.add_post_render_callback(after_rendering)
+        else:
+            self.record_access(request, endpoint, response.status_code, ids)
+        return response
+
+    def record_access(
+        self, request: HttpRequest, endpoint: str, status_code: int, ids: list[str]
+    ) -> None:
+        access.record_access(
+            request,
+            user=getattr(request, "user", None),
+            endpoint=endpoint,
+            status_code=status_code,
+            returned_ids=ids,
+            result_count=len(ids),
+        )
 
 
 class RecentValuesFilter(admin.SimpleListFilter):
@@ -165,6 +420,25 @@ class _TenantFilter(RecentValuesFilter):
     parameter_name = "tenant_id"
 
 
+class _ModelFilter(admin.RelatedFieldListFilter):
+    """The model filter: every model version for an unscoped user (a small table), only those
+    with a visible prediction for a tenant-scoped one."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        if access.allowed_tenants(request) is None:
+            return super().field_choices(field, request, model_admin)
+        versions = access.visible_model_versions(request, ModelVersion._default_manager.all())
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            versions = versions.order_by(*ordering)
+        return [(version.pk, str(version)) for version in versions]
+
+    def has_output(self) -> bool:
+        # Django leaves out a filter with a single choice, and with it the selected value,
+        # which then filters nothing: a selected model always filters.
+        return bool(self.used_parameters) or bool(super().has_output())
+
+
 _PERIOD_KINDS = ("year", "month", "day")
 
 
@@ -204,7 +478,7 @@ def _periods(first: dt.date, last: dt.date, kind: str) -> list[dt.date]:
 
 
 @admin.register(PredictionEvent)
-class PredictionEventAdmin(ReadOnlyAdmin):
+class PredictionEventAdmin(AccessLoggedAdmin):
     list_display = (
         "prediction_id",
         "timestamp",
@@ -216,7 +490,7 @@ class PredictionEventAdmin(ReadOnlyAdmin):
         "environment",
     )
     list_filter = (
-        "model",
+        ("model", _ModelFilter),
         _DecisionOutcomeFilter,
         "status",
         _EnvironmentFilter,
@@ -230,6 +504,12 @@ class PredictionEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     ordering = ("-timestamp", "-id")
+
+    access_log_list_endpoint = "admin-predictions-list"
+    access_log_detail_endpoint = "admin-prediction-detail"
+
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return access.visible_predictions(request, queryset)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PredictionEvent]:
         queryset = super().get_queryset(request)
@@ -247,6 +527,8 @@ class PredictionEventAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
+        if "\x00" in term:  # no stored id holds one, and PostgreSQL cannot compare it
+            return queryset.none(), False
         # Read first (a handful of ids): as a subquery inside the OR, the planner would scan
         # the whole table instead of combining the three indexes.
         actors = list(
@@ -297,7 +579,7 @@ class PredictionEventAdmin(ReadOnlyAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: PredictionEvent | None = None) -> Any:
         fieldsets = list(self.base_fieldsets)
-        if request.user.has_perm(REQUEST_CONTEXT_PERMISSION):
+        if access.can_view_request_context(request.user):
             fieldsets.insert(1, self.request_context_fieldset)
         return fieldsets
 
@@ -365,11 +647,19 @@ class PredictionEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Explanation)
-class ExplanationAdmin(ReadOnlyAdmin):
+class ExplanationAdmin(AccessLoggedAdmin):
     list_display = ("prediction", "revision", "method", "status", "generated_at")
     list_select_related = ("prediction",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    access_log_list_endpoint = "admin-explanations-list"
+    access_log_detail_endpoint = "admin-explanation-detail"
+
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return access.visible_explanations(request, queryset)
+
+    def access_log_id(self, obj: Any) -> str:
+        return str(obj.prediction_id)
 
 
 #: 0.2.0's (misspelt) name of the explanation admin, kept for code that subclasses it.
@@ -377,22 +667,31 @@ explanationnAdmin = ExplanationAdmin
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ReadOnlyAdmin):
+class ModelVersionAdmin(ScopedAdmin):
     list_display = ("model_name", "version", "framework", "is_active", "created_at")
     search_fields = ("model_name", "version")
 
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return access.visible_model_versions(request, queryset)
+
 
 @admin.register(RequestingActor)
-class RequestingActorAdmin(ReadOnlyAdmin):
+class RequestingActorAdmin(ScopedAdmin):
     list_display = ("actor_type", "actor_id", "tenant_id", "created_at")
     search_fields = ("=actor_id", "=tenant_id")
 
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return access.visible_actors(request, queryset)
+
 
 @admin.register(AccessLog)
-class AccessLogAdmin(ReadOnlyAdmin):
+class AccessLogAdmin(ScopedAdmin):
     list_display = ("accessed_at", "username", "endpoint", "status_code", "result_count")
     list_filter = ("endpoint", "status_code")
     date_hierarchy = "accessed_at"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     ordering = ("-accessed_at", "-id")
+
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return access.visible_access_log(request, queryset)

@@ -113,8 +113,9 @@ DEFAULTS: dict[str, Any] = {
     # Link from a prediction to its trace in your APM; "{trace_id}" is replaced by the trace
     # id, e.g. "http://127.0.0.1:6006/redirects/traces/{trace_id}". None: no links.
     "TRACE_URL_TEMPLATE": None,
-    # REST API tenant scoping: dotted path of a callable(request) -> iterable of the tenant ids
-    # the request may read (a single string is one tenant), or None for every tenant.
+    # Tenant scoping of the REST API and the admin: dotted path of a callable(request) ->
+    # iterable of the tenant ids the request may read (a single string is one tenant), or None
+    # for every tenant.
     "API_TENANT_RESOLVER": None,
     # REST API permission classes (dotted paths or classes), replacing DRF's defaults.
     "API_PERMISSION_CLASSES": ["ml_audit.api.permissions.CanViewPredictions"],
@@ -122,8 +123,9 @@ DEFAULTS: dict[str, Any] = {
     "API_PAGINATION": "cursor",
     # Largest page a client may ask for with ?page_size=.
     "API_MAX_PAGE_SIZE": 1000,
-    # Record every REST API request (who, what, which predictions were returned) in the
-    # append-only AccessLog table: the "audit of the audit" (HIPAA 164.312(b)).
+    # Record every REST API request and every admin read of predictions and explanations (who,
+    # what, which predictions were returned) in the append-only AccessLog table: the "audit of
+    # the audit" (HIPAA 164.312(b)).
     "API_ACCESS_LOG": True,
 }
 

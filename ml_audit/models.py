@@ -344,11 +344,13 @@ class Explanation(AppendOnlyModel):
 
 
 class AccessLog(AppendOnlyModel):
-    """One request to the read-only REST API: who read which predictions, when, from where.
+    """One read of the audit trail, through the REST API or the admin: who read which
+    predictions, when, from where.
 
-    The "audit of the audit" (HIPAA 164.312(b)): written by :mod:`ml_audit.api.views` for every
-    request that reaches an API view, refused ones included (``returned_ids`` is then empty),
-    unless ``ML_AUDIT['API_ACCESS_LOG']`` is False. Append-only like predictions.
+    The "audit of the audit" (HIPAA 164.312(b)): written (:mod:`ml_audit.api.access`) for every
+    request that reaches an API view, refused ones and server errors included (``returned_ids``
+    is then empty), and for every admin change list or change view of predictions and
+    explanations, unless ``ML_AUDIT['API_ACCESS_LOG']`` is False. Append-only like predictions.
     """
 
     id = models.UUIDField(primary_key=True, default=records.uuid7, editable=False)
@@ -357,7 +359,9 @@ class AccessLog(AppendOnlyModel):
     user_id = models.CharField(max_length=255, blank=True, default="")
     username = models.CharField(max_length=150, blank=True, default="")
     # "predictions-list", "predictions-detail", "traces-detail", "models-list", "models-detail",
-    # "api-root", "not-found" (a path under the API that matches no endpoint).
+    # "api-root", "not-found" (a path under the API that matches no endpoint); from the admin
+    # "admin-predictions-list", "admin-prediction-detail", "admin-explanations-list",
+    # "admin-explanation-detail".
     endpoint = models.CharField(max_length=64)
     method = models.CharField(max_length=16)
     path = models.TextField()

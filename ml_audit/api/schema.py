@@ -198,14 +198,15 @@ _ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
 #: status -> (description, component of the body), added to every operation.
 _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "400": (
-        "A query parameter the endpoint does not know, or a value it cannot read.",
+        "A query parameter the endpoint does not know, or a value it cannot read (a malformed "
+        "cursor or page number included).",
         "QueryParameterErrors",
     ),
     "401": ("No or bad credentials, where an authentication scheme asks for them.", "ApiError"),
     "403": ("Not authenticated, or not permitted to read the audit trail.", "ApiError"),
     "404": (
         "Nothing visible to you here: an unknown or another tenant's id or trace, a page "
-        "past the end, an invalid cursor.",
+        "past the end.",
         "ApiError",
     ),
 }

@@ -46,12 +46,21 @@ False, every request that reaches one of these views is recorded as one append-o
 :class:`~ml_audit.models.AccessLog` row, written with one ``INSERT`` on the audit alias when the
 response is finalised: successful reads with the UUIDs of the predictions they returned, and
 refused or failed ones too (401/403 without permission, 400 for a bad or unknown parameter,
-404, 405) with ``returned_ids=[]``, so that probing and denied attempts leave a trace as well.
-Its ``endpoint`` is ``predictions-list``, ``predictions-detail``, ``models-list``,
+404, 405, 500) with ``returned_ids=[]``, so that probing and denied attempts leave a trace as
+well. Its ``endpoint`` is ``predictions-list``, ``predictions-detail``, ``models-list``,
 ``models-detail``, ``traces-detail``, ``api-root``, or ``not-found`` for a path below the mount
 point that names no endpoint. Anonymous requests are logged with an empty ``user_id``. If the
-row cannot be written the request fails (the data is not returned unrecorded). A request that
-crashes with a 500 is not logged.
+row cannot be written the request fails (the data is not returned unrecorded).
+
+An exception a view does not turn into a response (a bug, a database error) is a 500 whose
+body is JSON (``{"detail": "A server error occurred."}``, nothing of the exception), logged
+to ``django.request`` with its traceback and sent through Django's ``got_request_exception``
+signal as Django does for its own 500s, and access-logged as such. With ``DEBUG = True`` it is
+access-logged and then raised, for Django's debug page.
+
+The views run outside ``ATOMIC_REQUESTS`` transactions, on every alias: they only read, and
+DRF marks the request's transaction for rollback when it refuses a request, which would
+otherwise make the access log's ``INSERT`` of every refused request fail (and roll back).
 
 The browsable API and ``OPTIONS`` show each view's docstring as its description, with the
 reStructuredText markup taken out (:func:`plain_description`).
@@ -60,16 +69,19 @@ reStructuredText markup taken out (:func:`plain_description`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.core.signals import got_request_exception
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch
-from django.utils import timezone
 from django.utils.html import escape
+from django.utils.log import log_response
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend  # type: ignore[import-untyped]
@@ -86,11 +98,11 @@ from rest_framework.utils import formatting
 from rest_framework.versioning import QueryParameterVersioning
 from rest_framework.views import APIView
 
-from ml_audit import actors, store
-from ml_audit.api import filters, pagination, permissions, renderers, rows, serializers
+from ml_audit import store
+from ml_audit.api import access, filters, pagination, permissions, renderers, rows, serializers
+from ml_audit.api.access import EVERY_ALIAS, allowed_tenants, visible_predictions
 from ml_audit.conf import audit_settings, trace_url
-from ml_audit.exceptions import ConfigurationError
-from ml_audit.models import AccessLog, ModelVersion, PredictionEvent
+from ml_audit.models import ModelVersion, PredictionEvent
 
 __all__ = [
     "ApiRootView",
@@ -113,56 +125,10 @@ NAMESPACE = "ml_audit_api"
 #: Our router basenames -> django-ml-audit 0.2.0's, whose route names stay reversible.
 LEGACY_BASENAMES = {"prediction": "ml-audit-prediction", "model": "ml-audit-model"}
 
-# allowed_tenants() remembers its answer on the request, for the access log.
-_TENANTS_ATTR = "_ml_audit_allowed_tenants"
-_UNRESOLVED = object()
+logger = logging.getLogger("ml_audit.api")
 
-
-def allowed_tenants(request: Request) -> frozenset[str] | None:
-    """The tenant ids this request may read, or ``None`` for all (no resolver, or it said so)."""
-    cached = getattr(request, _TENANTS_ATTR, _UNRESOLVED)
-    if cached is not _UNRESOLVED:
-        return cached  # type: ignore[return-value]
-    tenants = _resolve_tenants(request)
-    setattr(request, _TENANTS_ATTR, tenants)
-    return tenants
-
-
-def _resolve_tenants(request: Request) -> frozenset[str] | None:
-    resolver = audit_settings.API_TENANT_RESOLVER
-    if resolver is None:
-        return None
-    tenants: str | Iterable[Any] | None = resolver(request)
-    if tenants is None:
-        return None
-    if isinstance(tenants, str):
-        return frozenset({tenants})
-    if not isinstance(tenants, Iterable):
-        raise ConfigurationError(
-            "ML_AUDIT['API_TENANT_RESOLVER'] must return an iterable of tenant ids, a single "
-            f"tenant id or None, not {tenants!r}."
-        )
-    return frozenset(str(tenant) for tenant in tenants)
-
-
-def visible_predictions(
-    request: Request, queryset: QuerySet[PredictionEvent, Any] | None = None
-) -> QuerySet[PredictionEvent, Any]:
-    """Predictions ``request`` may read (tenant scoping), on the audit alias; nothing loaded.
-
-    ``queryset``: the predictions to narrow (a query on the audit alias); default all of them.
-    """
-    if queryset is None:
-        queryset = PredictionEvent.objects.using(store.resolve_alias())
-    tenants = allowed_tenants(request)
-    if tenants is not None:
-        queryset = queryset.filter(tenant_id__in=tenants)
-    return queryset
-
-
-def _clean(text: str) -> str:
-    """``text`` without NUL characters, which PostgreSQL text and JSON values cannot hold."""
-    return text.replace("\x00", "\ufffd")
+#: The body of a 500: nothing of the exception.
+SERVER_ERROR_DETAIL = "A server error occurred."
 
 
 _ROLE = re.compile(r":(?:[a-z]+:)?[a-z]+:`([^`]+)`")
@@ -254,9 +220,55 @@ class _AuditAPIView(ReadMethodsFirst):
     #: Whether the rows this endpoint returns are predictions (their ids are logged).
     access_log_predictions = True
 
+    @classmethod
+    def as_view(cls, *args: Any, **initkwargs: Any) -> Any:
+        view: Any = super().as_view(*args, **initkwargs)
+        # No request transaction: see the module docstring.
+        view._non_atomic_requests = EVERY_ALIAS
+        return view
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # 405, then authentication and permissions
         self.check_query_parameters(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        try:
+            return super().handle_exception(exc)
+        except Exception as uncaught:  # what the exception handler leaves: a server error
+            return self.server_error(uncaught)
+
+    def server_error(self, exc: Exception) -> Response:
+        """The JSON 500 of an exception no handler answered, logged as Django logs its own
+        500s and access-logged; with ``DEBUG`` access-logged and raised (Django's debug page)."""
+        request = self.request
+        django_request = getattr(request, "_request", request)
+        response = Response({"detail": SERVER_ERROR_DETAIL}, status=500)
+        # JSON whatever was negotiated: the browsable API would run the failing code again.
+        request.accepted_renderer = renderers.AuditJSONRenderer()
+        request.accepted_media_type = request.accepted_renderer.media_type
+        if settings.DEBUG:
+            if audit_settings.API_ACCESS_LOG:
+                self.record_access_of_error(request, response)
+            raise exc
+        got_request_exception.send(sender=type(self), request=django_request)
+        log_response(
+            "%s: %s",
+            "Internal Server Error",
+            django_request.path,
+            response=response,
+            request=django_request,
+            exception=exc,
+        )
+        response.exception = True
+        return response
+
+    def record_access_of_error(self, request: Request, response: Response) -> None:
+        """The access log row of a 500; a failure to write it is logged, not raised (the
+        request has already failed, and returns nothing)."""
+        try:
+            self.record_access(request, response)
+        except Exception:
+            logger.exception("The access log row of a failed request could not be written.")
 
     def endpoint_query_parameters(self) -> frozenset[str]:
         """The query parameters this endpoint reads itself (``format`` aside)."""
@@ -280,7 +292,10 @@ class _AuditAPIView(ReadMethodsFirst):
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         if audit_settings.API_ACCESS_LOG:
-            self.record_access(request, response)
+            if response.status_code >= 500:
+                self.record_access_of_error(request, response)
+            else:
+                self.record_access(request, response)
         return response
 
     def access_log_endpoint(self) -> str:
@@ -302,29 +317,17 @@ class _AuditAPIView(ReadMethodsFirst):
             user = request.user
         except APIException:  # authentication failed before or while resolving the user
             user = None
-        authenticated = bool(user is not None and user.is_authenticated)
         rows: list[Any] = []
         if request.method in ("GET", "HEAD") and 200 <= response.status_code < 300:
             rows = self.access_log_rows(response.data)
-        returned_ids = [str(row["id"]) for row in rows] if self.access_log_predictions else []
-        tenants = getattr(request, _TENANTS_ATTR, None)
-        AccessLog(
-            accessed_at=timezone.now(),
-            user_id=str(user.pk) if authenticated and user is not None else "",
-            username=_clean(user.get_username())[:150] if authenticated and user else "",
+        access.record_access(
+            request,
+            user=user,
             endpoint=self.access_log_endpoint(),
-            method=str(request.method)[:16],
-            path=_clean(request.path),
-            query={
-                _clean(name): [_clean(value) for value in request.query_params.getlist(name)]
-                for name in request.query_params
-            },
             status_code=response.status_code,
-            returned_ids=returned_ids,
+            returned_ids=[str(row["id"]) for row in rows] if self.access_log_predictions else [],
             result_count=len(rows),
-            client_ip=actors.client_ip(request),
-            tenant_scope=None if not isinstance(tenants, frozenset) else sorted(tenants),
-        ).save(using=store.resolve_alias())
+        )
 
     def get_permissions(self) -> list[Any]:
         return [permission() for permission in permissions.configured_permission_classes()]
@@ -479,15 +482,10 @@ class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVer
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
-        alias = store.resolve_alias()
-        queryset = ModelVersion.objects.using(alias).order_by(*self.pagination_ordering)
-        tenants = allowed_tenants(self.request)
-        if tenants is not None:
-            visible = PredictionEvent.objects.using(alias).filter(
-                model=OuterRef("pk"), tenant_id__in=tenants
-            )
-            queryset = queryset.filter(Exists(visible))
-        return queryset
+        queryset = ModelVersion.objects.using(store.resolve_alias())
+        return access.visible_model_versions(
+            self.request, queryset.order_by(*self.pagination_ordering)
+        )
 
 
 class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
@@ -596,7 +594,7 @@ class EndpointNotFoundView(_AuditAPIView):
         return headers
 
 
-_endpoint_not_found = EndpointNotFoundView.as_view()
+_endpoint_not_found: Callable[..., HttpResponseBase] = EndpointNotFoundView.as_view()
 
 
 @csrf_exempt  # as every DRF view: a POST is answered 404, not refused by the CSRF middleware
@@ -605,3 +603,6 @@ def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
     DRF view that a prefix of the current URL resolves to in its breadcrumbs, and a prefix such
     as ``traces/`` must not show up there as a page of its own."""
     return _endpoint_not_found(request, *args, **kwargs)
+
+
+endpoint_not_found._non_atomic_requests = EVERY_ALIAS  # type: ignore[attr-defined]

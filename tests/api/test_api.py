@@ -523,8 +523,10 @@ def test_cursor_pagination_keeps_filters_across_pages(client: APIClient) -> None
     ]
 
 
-def test_invalid_cursor_is_not_a_500(client: APIClient) -> None:
-    assert client.get(PREDICTIONS, {"cursor": "garbage"}).status_code == 404
+def test_invalid_cursor_is_a_400_naming_it(client: APIClient) -> None:
+    response = client.get(PREDICTIONS, {"cursor": "garbage"})
+    assert response.status_code == 400
+    assert list(response.json()) == ["cursor"]
 
 
 def test_page_size_is_capped(client: APIClient, settings: Any) -> None:

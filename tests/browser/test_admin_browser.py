@@ -26,6 +26,7 @@ from django.test import override_settings
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
+from ml_audit.models import AccessLog
 from ml_audit.services import ActorPayload, attach_explanation, record_prediction_event
 
 CHROMIUM = os.environ.get("ML_AUDIT_CHROMIUM", "")
@@ -266,3 +267,8 @@ def test_prediction_detail_in_chromium(
     assert PII_EMAIL not in page["html"]
     assert PII_EMAIL not in page["text"]
     assert "jane.doe" not in page["html"]
+    # The page the browser rendered was access-logged as an API read is.
+    reads = AccessLog.objects.filter(endpoint="admin-prediction-detail")
+    assert [(row.username, row.status_code, row.returned_ids) for row in reads] == [
+        ("auditor", 200, [str(event.pk)])
+    ]
