@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     # Largest payload (features, output, metadata, an explanation's payload or summary) a
     # recording call accepts, in characters (see ml_audit.normalise.check_payload_size): a
     # larger one is refused with InvalidRecord before any work on it. None: no limit.
-    "MAX_PAYLOAD_BYTES": 4_194_304,
+    "MAX_PAYLOAD_BYTES": 1_048_576,
     # How the span helpers persist. "journal": each record is appended to this process's
     # journal file before the span ends (it survives the process from then on) and written
     # by a background worker in batches. "batch": the same worker, without the journal — a

@@ -34,7 +34,13 @@ from ml_audit.normalise import (
     check_payload_size,
     to_json,
 )
-from ml_audit.redaction import RedactionPolicy, redact, redact_flat
+from ml_audit.redaction import (
+    RedactionPolicy,
+    redact,
+    redact_error_type,
+    redact_flat,
+    redact_values,
+)
 
 __all__ = [
     "ACTOR_TYPES",
@@ -628,6 +634,11 @@ class PredictionRecord:
                 paths["error_message"] = list(result.paths)
             # drop mode removes the whole value
             changes["error_message"] = result.value if isinstance(result.value, str) else ""
+        if self.error_type:
+            result = redact_error_type(self.error_type, policy)
+            if result.paths:
+                paths["error_type"] = list(result.paths)
+                changes["error_type"] = result.value
         changes["redaction"] = {"policy": policy.version, "paths": paths}
         return _replace(self, changes)  # type: ignore[no-any-return]
 
@@ -759,7 +770,9 @@ class PredictionRecord:
 
 
 #: The payload fields a record's ``redaction["paths"]`` may name.
-_REDACTED_FIELDS = frozenset({"features", "output", "metadata", "auth_context", "error_message"})
+_REDACTED_FIELDS = frozenset(
+    {"features", "output", "metadata", "auth_context", "error_message", "error_type"}
+)
 #: The fields :func:`revalidated` hands to ``create`` as they are, and those stored as "" when
 #: not given (handed over as None, as a call leaves them).
 _REVALIDATED_AS_IS = (
@@ -1013,12 +1026,15 @@ class ExplanationRecord:
             generated_at=when,
         )
 
-    def redact(self, policy: RedactionPolicy) -> ExplanationRecord:
-        """A copy whose payload and summary text went through ``policy``."""
-        summary = redact(self.summary_text, policy).value
+    def redact(self, policy: RedactionPolicy, *, keys: bool = True) -> ExplanationRecord:
+        """A copy whose payload and summary text went through ``policy``: all of it, or with
+        ``keys=False`` only its value detectors (an explanation is keyed by feature names, so
+        ``{"email": 0.31}`` is a weight, not an address; see ``redact_values``)."""
+        scrub = redact if keys else redact_values
+        summary = scrub(self.summary_text, policy).value
         return dataclasses.replace(
             self,
-            payload=redact(self.payload, policy).value,
+            payload=scrub(self.payload, policy).value,
             summary_text=summary if isinstance(summary, str) else "",
         )
 

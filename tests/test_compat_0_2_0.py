@@ -125,7 +125,8 @@ def test_an_orm_created_prediction_is_recorded_like_a_call(exporter: Any) -> Non
     assert row.pk == event.pk == chosen  # the id the caller chose is kept
     assert row.features == {"income": 10, "email": "*****"}  # redacted, unlike 0.2.0
     assert event.features == row.features  # the instance now holds what was stored
-    assert row.content_hash and store.verify_event(row)
+    assert row.content_hash
+    assert store.verify_event(row)
     assert row.input_fingerprint == event.input_fingerprint != ""
     assert (row.model_id, row.actor_id, row.client_ip) == (model.pk, actor.pk, "10.1.2.3")
     assert not event._state.adding
@@ -147,9 +148,11 @@ def test_an_orm_created_explanation_becomes_the_next_revision() -> None:
     second.save()
     assert (first.revision, second.revision) == (1, 2)
     assert first.status == PredictionStatus.SUCCESS
-    assert first.generated_at is not None and first.created_at is not None
+    assert first.generated_at is not None
+    assert first.created_at is not None
     assert all(store.verify_explanation(row) for row in Explanation.objects.all())
-    assert event.explanation is not None and event.explanation.pk == second.pk
+    assert event.explanation is not None
+    assert event.explanation.pk == second.pk
 
 
 def test_record_prediction_event_takes_0_2_0_provenance_and_fingerprint() -> None:
@@ -171,7 +174,8 @@ def test_record_prediction_event_takes_0_2_0_provenance_and_fingerprint() -> Non
     assert (model.framework, model.build_id, model.commit_hash) == ("xgboost", "b-7", "abc123")
     assert model.config_snapshot == {"depth": 4}
     assert event.metadata == {"input_fingerprint": "caller-fp"}
-    assert len(event.input_fingerprint) == 64 and event.input_fingerprint != "caller-fp"
+    assert len(event.input_fingerprint) == 64
+    assert event.input_fingerprint != "caller-fp"
     assert event.status == "partial"
     # As in 0.2.0, provenance is set when the version is created, not changed afterwards.
     record_prediction_event(
@@ -222,9 +226,12 @@ def test_get_redaction_config_answers_like_0_2_0(settings: Any) -> None:
     config = get_redaction_config()
     assert isinstance(config, RedactionConfig)
     assert config.mask_value == "[redacted]"
-    assert config.allowlist == {"amount"} and config.denylist == {"customer_code"}
-    assert config.is_sensitive("email") and config.is_sensitive("customer_code")
-    assert not config.is_sensitive("amount") and not config.is_sensitive("income")
+    assert config.allowlist == {"amount"}
+    assert config.denylist == {"customer_code"}
+    assert config.is_sensitive("email")
+    assert config.is_sensitive("customer_code")
+    assert not config.is_sensitive("amount")
+    assert not config.is_sensitive("income")
     assert "password" in config.default_sensitive_names
 
 
@@ -237,7 +244,7 @@ def test_attach_explanation_takes_0_2_0_keywords_and_statuses() -> None:
         prediction=event.prediction_id,
         payload={"x": 1.0},
         summary_text=None,  # type: ignore[arg-type]
-        status=PredictionStatus.PARTIAL,  # type: ignore[arg-type]
+        status=PredictionStatus.PARTIAL,
         method_version=None,  # type: ignore[arg-type]
         generated_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
     )

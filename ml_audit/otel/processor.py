@@ -99,6 +99,7 @@ from ml_audit.otel.journal import Journal, Segment, journal_line
 from ml_audit.otel.recovery import Item as _Item
 from ml_audit.otel.recovery import SpoolRecovery, by_alias, record_of
 from ml_audit.otel.spool import InsecureSpoolDirectory, Spool, SpooledExplanation
+from ml_audit.otel.spool_lines import reredact
 from ml_audit.otel.writes import in_atomic, is_connection_error, log_conflict, run_untraced
 from ml_audit.records import PredictionRecord, revalidated
 
@@ -445,8 +446,10 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
 
     def _decode(self, span: ReadableSpan) -> PredictionRecord | None:
         try:
-            # Not from the span helpers (nothing was handed over): checked as they check a call.
-            return revalidated(conventions.decode_span(span))
+            # Not from the span helpers (nothing was handed over): checked as they check a call,
+            # and redacted like everything else that reaches the writer.
+            record = revalidated(conventions.decode_span(span))
+            return reredact(record, audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS)
         except Exception as exc:
             context = span.context
             logger.error(

@@ -292,8 +292,7 @@ def _decode_explanation(
         record = ExplanationRecord.from_dict(explanation)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
         raise ValueError(f"not an explanation record ({type(exc).__name__}: {exc})") from None
-    if "explanation" in payloads:
-        record = reredact_explanation(record, policy)
+    record = reredact_explanation(record, policy, keys="explanation" in payloads)
     return SpooledExplanation(prediction_id, record)
 
 
@@ -371,6 +370,7 @@ def reredact(
     output = settler.settle(record.output, fresh.output)
     metadata = settler.settle(record.metadata, fresh.metadata)
     error_message = settler.settle(record.error_message, fresh.error_message)
+    error_type = settler.settle(record.error_type, fresh.error_type)
     actor = record.actor
     auth_context: Any = None
     if actor is not None and fresh.actor is not None:
@@ -380,6 +380,7 @@ def reredact(
         and output is record.output
         and metadata is record.metadata
         and error_message is record.error_message
+        and error_type is record.error_type
         and (actor is None or auth_context is actor.auth_context)
     ):
         return record
@@ -394,6 +395,7 @@ def reredact(
         "output": output,
         "metadata": metadata,
         "error_message": error_message,
+        "error_type": error_type,
         "redaction": {"policy": policy.version, "paths": paths},
     }
     if actor is not None and auth_context is not actor.auth_context:
@@ -401,11 +403,13 @@ def reredact(
     return fresh.evolve(**changes)
 
 
-def reredact_explanation(record: ExplanationRecord, policy: RedactionPolicy) -> ExplanationRecord:
-    """A validated explanation redacted by ``policy`` as ``attach_explanation`` redacts one,
-    keeping what an earlier redaction already replaced (the record itself when nothing
-    changes)."""
-    fresh = record.redact(policy)
+def reredact_explanation(
+    record: ExplanationRecord, policy: RedactionPolicy, *, keys: bool = True
+) -> ExplanationRecord:
+    """A validated explanation redacted by ``policy`` as ``attach_explanation`` redacts one
+    (``keys``: also by the key rules, when ``REDACT_PAYLOADS`` names "explanation"), keeping
+    what an earlier redaction already replaced (the record itself when nothing changes)."""
+    fresh = record.redact(policy, keys=keys)
     settler = _Settler(policy)
     payload = settler.settle(record.payload, fresh.payload)
     summary = settler.settle(record.summary_text, fresh.summary_text)

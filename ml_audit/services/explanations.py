@@ -85,9 +85,11 @@ def explanation_record(
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
         max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
     )
-    if "explanation" in audit_settings.REDACT_PAYLOADS:
-        record = record.redact(audit_settings.redaction_policy)
-    return record
+    # The value detectors always run (an address in a summary is an address); the key rules
+    # too when REDACT_PAYLOADS names "explanation".
+    return record.redact(
+        audit_settings.redaction_policy, keys="explanation" in audit_settings.REDACT_PAYLOADS
+    )
 
 
 def attach_explanation(

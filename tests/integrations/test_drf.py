@@ -369,14 +369,15 @@ def test_a_view_decorated_the_0_2_0_way_records_and_explains(client: APIClient) 
     views.BUILT_FOR.clear()
     response = client.post("/legacy/", {"amount": 1500, "email": EMAIL})  # a form, as 0.2.0's
     assert response.status_code == 200
-    assert response.data["is_fraud"] is True and response.data["fraud_probability"] == 0.9
+    assert response.data["is_fraud"] is True
+    assert response.data["fraud_probability"] == 0.9
     event = PredictionEvent.objects.get(prediction_id=response.data["prediction_id"])
     assert (event.model.model_name, event.model.version) == ("fraud_model", "1.0")
     assert event.environment == "prod"  # the third positional argument
     assert event.confidence == 0.9
     assert event.decision_outcome == "True"  # decision_field's value
     assert event.features == {"amount": "1500", "email": "*****"}
-    assert views.BUILT_FOR == [event]  # the builder saw the stored row, as in 0.2.0
+    assert [event] == views.BUILT_FOR  # the builder saw the stored row, as in 0.2.0
     explanation = event.explanation
     assert explanation is not None
     assert (explanation.method, explanation.payload) == ("auto", {"amount": 0.7})
@@ -386,6 +387,9 @@ def test_a_view_decorated_the_0_2_0_way_records_and_explains(client: APIClient) 
 def test_a_builder_returning_something_else_than_a_mapping_is_a_clear_error() -> None:
     from ml_audit.integrations.drf import _Explainer
 
-    explainer = _Explainer(lambda features, output, prediction: ["not", "a", "mapping"], {}, {})
+    def not_a_mapping(features: Any, output: Any, prediction: Any) -> Any:
+        return ["not", "a", "mapping"]
+
+    explainer = _Explainer(not_a_mapping, {}, {})
     with pytest.raises(TypeError, match="explanation_builder must return None or a mapping"):
         explainer.build(None)

@@ -955,3 +955,28 @@ def test_a_forked_child_writes_its_own_records_and_never_its_parents(tmp_path: P
     expected = [f"p1-{i}" for i in range(5)] + [f"p2-{i}" for i in range(3)]
     assert_each_once(_rows(database, "p"), expected)
     assert_each_once(_rows(database, "c-"), [f"c-{i}" for i in range(4)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_foreign_span_claiming_redaction_is_redacted_before_it_is_stored(
+    make_processor: MakeProcessor,
+) -> None:
+    """A span named like ours but not from our helpers: its attributes say "redacted", its
+    features hold PII in clear. The writer redacts it like any other record."""
+    processor, tracer = make_processor()
+    forged = dataclasses.replace(
+        redacted(prediction_id="forged-1"),
+        features={"email": "jane.doe@example.com", "note": "call +44 7700 900123", "age": 30},
+        error_type="",
+    )
+    span = tracer.start_span(
+        conventions.prediction_span_name(forged.model_name),
+        attributes=conventions.encode(forged),
+    )
+    span.end()
+    assert processor.force_flush()
+    row = PredictionEvent.objects.get(prediction_id="forged-1")
+    assert "jane.doe@example.com" not in json.dumps(row.features)
+    assert "7700 900123" not in json.dumps(row.features)
+    assert row.features["age"] == 30
+    assert store.verify_event(row)

@@ -86,7 +86,8 @@ def test_sampled_predictions_reach_the_exporter_with_their_children(make_pipelin
     assert names == ["ml_audit.prediction m", "model.inference"]
 
 
-def test_attribute_limits_never_cut_the_row(make_pipeline: Any) -> None:
+def test_attribute_limits_never_cut_the_row(make_pipeline: Any, settings: Any) -> None:
+    settings.ML_AUDIT = {"MAX_PAYLOAD_BYTES": 4_194_304}  # above the 1 MiB default
     exporter = make_pipeline(
         span_limits=SpanLimits(max_attribute_length=64, max_span_attributes=10)
     )
