@@ -7,7 +7,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "canonical_json_of_mapping", "sha256_hex"]
+__all__ = ["RECORD_SCHEMA", "canonical_json", "canonical_json_of_mapping", "sha256_hex"]
+
+#: Version of the stored-record layout covered by ``content_hash``.
+RECORD_SCHEMA = 1
 
 _canonical_encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False

@@ -12,41 +12,74 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import decimal
 import functools
 import hashlib
 import ipaddress
-import math
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from django.utils.ipv6 import clean_ipv6_address
 
-from ml_audit.canonical import canonical_json, canonical_json_of_mapping, sha256_hex
-from ml_audit.exceptions import InvalidRecord
-from ml_audit.ids import is_w3c_trace_id, uuid7
-from ml_audit.normalise import (
-    MAX_DEPTH,
-    _check_string,
-    _flat_dict,
-    check_payload_size,
-    to_json,
+from ml_audit.canonical import (
+    RECORD_SCHEMA,
+    canonical_json,
+    canonical_json_of_mapping,
+    sha256_hex,
 )
+from ml_audit.exceptions import InvalidRecord
+from ml_audit.explanation_records import ExplanationRecord
+from ml_audit.ids import is_w3c_trace_id, uuid7
+from ml_audit.normalise import MAX_DEPTH, check_payload_size, to_json
 from ml_audit.redaction import (
     RedactionPolicy,
     redact,
     redact_error_type,
     redact_flat,
-    redact_values,
+)
+from ml_audit.validation import (
+    _NO_OUTCOME,
+    _SPAN_ID,
+    ACTOR_TYPES,
+    EXPLANATION_STATUSES,
+    MAX_ACTOR_ID,
+    MAX_CORRELATION_ID,
+    MAX_DECISION_OUTCOME,
+    MAX_ENVIRONMENT,
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_TYPE,
+    MAX_EXPLANATION_METHOD,
+    MAX_MODEL_NAME,
+    MAX_MODEL_VERSION,
+    MAX_PREDICTION_ID,
+    MAX_TENANT_ID,
+    PREDICTION_STATUSES,
+    _check_hex,
+    _check_identifier,
+    _check_mapping,
+    _check_text,
+    _check_timestamp,
+    _check_unit_float,
+    _outcome_fields,
+    split_trace_reference,
 )
 
 __all__ = [
     "ACTOR_TYPES",
     "EXPLANATION_STATUSES",
     "IDENTITY_FIELDS",
+    "MAX_ACTOR_ID",
+    "MAX_CORRELATION_ID",
+    "MAX_DECISION_OUTCOME",
     "MAX_DEPTH",
+    "MAX_ENVIRONMENT",
+    "MAX_ERROR_MESSAGE",
+    "MAX_ERROR_TYPE",
+    "MAX_EXPLANATION_METHOD",
+    "MAX_MODEL_NAME",
+    "MAX_MODEL_VERSION",
+    "MAX_PREDICTION_ID",
+    "MAX_TENANT_ID",
     "PREDICTION_STATUSES",
     "RECORD_SCHEMA",
     "ActorPayload",
@@ -60,23 +93,6 @@ __all__ = [
     "to_json",
     "uuid7",
 ]
-
-#: Version of the stored-record layout covered by ``content_hash``.
-RECORD_SCHEMA = 1
-ACTOR_TYPES = ("user", "service", "api_key", "job", "other")
-PREDICTION_STATUSES = ("success", "failed", "partial")
-
-# Column limits, shared with ml_audit.models so validation and schema cannot disagree.
-MAX_MODEL_NAME = 200
-MAX_MODEL_VERSION = 100
-MAX_ENVIRONMENT = 64
-MAX_PREDICTION_ID = 255
-MAX_DECISION_OUTCOME = 128
-MAX_ACTOR_ID = 255
-MAX_TENANT_ID = 255
-MAX_CORRELATION_ID = 255
-MAX_ERROR_TYPE = 255
-MAX_ERROR_MESSAGE = 10_000
 
 #: Fields compared when a prediction_id is recorded again (see ``PredictionConflict``).
 #: Transport context (timestamp, latency, trace ids, client IP, user agent, auth context) is
@@ -96,173 +112,6 @@ IDENTITY_FIELDS = (
 )
 
 _set_attribute = object.__setattr__
-_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def split_trace_reference(value: str | None) -> tuple[str, str]:
-    """Split the seed's ``trace_id`` argument into ``(w3c_trace_id, correlation_id)``.
-
-    A W3C trace id (32 hex digits, not all zero) is returned lower-cased as the first item;
-    anything else (an ``X-Request-ID``, a UUID with dashes) is the caller's correlation id.
-    """
-    if value is None:
-        return "", ""
-    if not isinstance(value, str):
-        raise InvalidRecord("trace_id", f"must be a string, not {type(value).__name__}")
-    text = value.strip()
-    lowered = text.lower()
-    if is_w3c_trace_id(lowered):
-        return lowered, ""
-    _check_text("trace_id", text, MAX_CORRELATION_ID, allow_empty=True)
-    return "", text
-
-
-# --------------------------------------------------------------------------------------------
-# Field validation
-
-
-def _check_text(
-    field: str, value: Any, max_length: int, *, allow_empty: bool = False, strip: bool = True
-) -> str:
-    if not isinstance(value, str):
-        raise InvalidRecord(field, f"must be a string, not {type(value).__name__}")
-    text = value.strip() if strip else value
-    if not text and not allow_empty:
-        raise InvalidRecord(field, "must not be empty")
-    if len(text) > max_length:
-        raise InvalidRecord(field, f"is {len(text)} characters long; the limit is {max_length}")
-    return _check_string(field, text)
-
-
-def _check_identifier(field: str, value: Any, max_length: int, *, optional: bool) -> str:
-    """Identifiers may be given as ints for convenience (``user.pk``); stored as strings."""
-    if value is None and optional:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return _check_text(field, value, max_length, allow_empty=optional)
-
-
-def _check_unit_float(field: str, value: Any, *, upper: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or (
-        not isinstance(value, int | float | decimal.Decimal)
-        and not (type(value).__module__.startswith("numpy") and hasattr(value, "item"))
-    ):
-        raise InvalidRecord(field, f"must be a number, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidRecord(field, "must be a finite number") from exc
-    if not math.isfinite(number):
-        raise InvalidRecord(field, f"must be a finite number, not {number!r}")
-    if number < 0 or (upper is not None and number > upper):
-        bounds = f"between 0 and {upper:g}" if upper is not None else "zero or more"
-        raise InvalidRecord(field, f"must be {bounds}, not {number!r}")
-    # -0.0 reads back as 0.0: SQLite's REAL drops the sign, and Django's client-side binding
-    # sends it to PostgreSQL as the numeric literal -0.0, which is 0. Store what reads back.
-    return number or 0.0
-
-
-def _check_mapping(field: str, value: Any, *, optional: bool) -> dict[str, Any]:
-    if value is None and optional:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidRecord(field, f"must be a mapping (dict), not {type(value).__name__}")
-    result: dict[str, Any] = to_json(value, field)
-    return result
-
-
-def _check_timestamp(value: Any, naive_policy: str) -> dt.datetime:
-    if value is None:
-        return dt.datetime.now(dt.UTC)
-    if not isinstance(value, dt.datetime):
-        raise InvalidRecord("timestamp", f"must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-        if naive_policy == "utc":
-            return value.replace(tzinfo=dt.UTC)
-        raise InvalidRecord(
-            "timestamp",
-            "is a naive datetime; pass an aware one (e.g. django.utils.timezone.now()) or set "
-            "ML_AUDIT['NAIVE_DATETIME_POLICY'] = 'utc'",
-        )
-    try:
-        return value.astimezone(dt.UTC)
-    except (OverflowError, ValueError):  # e.g. year 1 at UTC+14: before year 1 in UTC
-        raise InvalidRecord(
-            "timestamp", f"{value.isoformat()} is outside the dates that can be stored in UTC"
-        ) from None
-
-
-def _check_hex(field: str, value: str, pattern: re.Pattern[str]) -> str:
-    if value and not pattern.match(value):
-        raise InvalidRecord(field, "must be lower-case hex of the W3C length")
-    return value
-
-
-def _outcome_fields(
-    output: Any,
-    confidence: Any,
-    decision_outcome: Any,
-    status: Any,
-    error_type: Any,
-    error_message: Any,
-) -> dict[str, Any]:
-    """The validated outcome of a prediction (shared by ``create`` and ``with_outcome``).
-
-    Keys in field order; values checked in the order status, output, confidence,
-    decision_outcome, error_type, error_message (the first invalid one is reported).
-    """
-    if status not in PREDICTION_STATUSES:
-        raise InvalidRecord(
-            "status", f"must be one of {', '.join(PREDICTION_STATUSES)}, not {status!r}"
-        )
-    checked_output = _flat_dict(output) if type(output) is dict else None
-    if checked_output is None:
-        checked_output = to_json(output, "output")
-    if confidence is not None and not (type(confidence) is float and 0.0 < confidence <= 1.0):
-        # The common case (a float in (0, 1]) is already what _check_unit_float returns.
-        confidence = _check_unit_float("confidence", confidence, upper=1.0)
-    # None and "" both become "" (what _check_text returns for ""), as do other falsy values
-    # of error_type and error_message, which were always read as "no error".
-    if decision_outcome is None or (type(decision_outcome) is str and not decision_outcome):
-        decision_outcome = ""
-    else:
-        decision_outcome = _check_text(
-            "decision_outcome", decision_outcome, MAX_DECISION_OUTCOME, allow_empty=True
-        )
-    error_type = (
-        _check_text("error_type", error_type, MAX_ERROR_TYPE, allow_empty=True)
-        if error_type
-        else ""
-    )
-    error_message = (
-        _check_text(
-            "error_message", error_message, MAX_ERROR_MESSAGE, allow_empty=True, strip=False
-        )
-        if error_message
-        else ""
-    )
-    return {
-        "output": checked_output,
-        "confidence": confidence,
-        "decision_outcome": decision_outcome,
-        "status": status,
-        "error_type": error_type,
-        "error_message": error_message,
-    }
-
-
-#: What ``_outcome_fields`` returns for the defaults (no outcome yet).
-_NO_OUTCOME: Mapping[str, Any] = {
-    "output": None,
-    "confidence": None,
-    "decision_outcome": "",
-    "status": "success",
-    "error_type": "",
-    "error_message": "",
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -968,117 +817,3 @@ def create_draft(
     if event_text is not None:
         record.__dict__["_event_id_text"] = event_text  # the cached_property, already known
     return record, prepared
-
-
-EXPLANATION_STATUSES = ("success", "failed", "partial", "pending")
-MAX_EXPLANATION_METHOD = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class ExplanationRecord:
-    """One explanation of a prediction (SHAP values, LIME weights, reason codes...).
-
-    ``payload`` is any JSON-normalisable value (usually a mapping). Build it with :meth:`create`.
-    """
-
-    method: str
-    method_version: str
-    payload: Any
-    summary_text: str
-    status: str
-    generated_at: dt.datetime
-
-    @classmethod
-    def create(
-        cls,
-        *,
-        method: Any,
-        payload: Any,
-        summary_text: Any = "",
-        method_version: Any = "",
-        status: Any = "success",
-        generated_at: Any = None,
-        naive_datetime_policy: str = "reject",
-        max_payload_bytes: int | None = None,
-    ) -> ExplanationRecord:
-        """Validate and normalise the arguments of ``attach_explanation``."""
-        if max_payload_bytes is not None:
-            check_payload_size("payload", payload, max_payload_bytes)
-            check_payload_size("summary_text", summary_text, max_payload_bytes)
-        if status not in EXPLANATION_STATUSES:
-            raise InvalidRecord(
-                "status", f"must be one of {', '.join(EXPLANATION_STATUSES)}, not {status!r}"
-            )
-        try:
-            when = _check_timestamp(generated_at, naive_datetime_policy)
-        except InvalidRecord as exc:
-            raise InvalidRecord("generated_at", str(exc).split(": ", 1)[1]) from None
-        return cls(
-            method=_check_text("method", method, MAX_EXPLANATION_METHOD),
-            method_version=_check_text(
-                "method_version", method_version or "", 64, allow_empty=True
-            ),
-            payload=to_json(payload, "payload"),
-            summary_text=_check_text(
-                "summary_text", summary_text or "", 100_000, allow_empty=True, strip=False
-            ),
-            status=status,
-            generated_at=when,
-        )
-
-    def redact(self, policy: RedactionPolicy, *, keys: bool = True) -> ExplanationRecord:
-        """A copy whose payload and summary text went through ``policy``: all of it, or with
-        ``keys=False`` only its value detectors (an explanation is keyed by feature names, so
-        ``{"email": 0.31}`` is a weight, not an address; see ``redact_values``)."""
-        scrub = redact if keys else redact_values
-        summary = scrub(self.summary_text, policy).value
-        return dataclasses.replace(
-            self,
-            payload=scrub(self.payload, policy).value,
-            summary_text=summary if isinstance(summary, str) else "",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (the spool's form); :meth:`from_dict` reads them back."""
-        return {**self.identity(), "generated_at": self.generated_at.isoformat()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ExplanationRecord:
-        """The record :meth:`to_dict` wrote, validated again as :meth:`create` validates."""
-        fields = dict(data)
-        generated_at = fields.pop("generated_at")
-        if not isinstance(generated_at, str):
-            raise InvalidRecord("generated_at", "must be an ISO 8601 string")
-        try:
-            when = dt.datetime.fromisoformat(generated_at)
-        except ValueError:
-            raise InvalidRecord("generated_at", f"is not ISO 8601: {generated_at!r}") from None
-        return cls.create(**fields, generated_at=when)
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two attachments "the same" (``generated_at`` is not part of it)."""
-        return {
-            "method": self.method,
-            "method_version": self.method_version,
-            "payload": self.payload,
-            "summary_text": self.summary_text,
-            "status": self.status,
-        }
-
-    def stored_fields(
-        self,
-        *,
-        explanation_id: uuid.UUID,
-        prediction_pk: uuid.UUID,
-        revision: int,
-        created_at: dt.datetime,
-    ) -> dict[str, Any]:
-        return {
-            "schema": RECORD_SCHEMA,
-            "id": str(explanation_id),
-            "prediction": str(prediction_pk),
-            "revision": revision,
-            **self.identity(),
-            "generated_at": self.generated_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-            "created_at": created_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        }
