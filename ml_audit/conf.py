@@ -32,6 +32,7 @@ __all__ = [
     "RedactionConfig",
     "audit_settings",
     "get_redaction_config",
+    "resolve_alias",
     "trace_url",
 ]
 
@@ -436,6 +437,12 @@ def trace_url(trace_id: str) -> str | None:
 def _reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {"ML_AUDIT", "ML_AUDIT_REDACTION", "DATABASES"}:
         audit_settings.reload()
+
+
+def resolve_alias(using: str | None = None) -> str:
+    """The database alias for audit reads and writes: ``using``, else
+    ``ML_AUDIT['DATABASE_ALIAS']``."""
+    return using or audit_settings.DATABASE_ALIAS
 
 
 def get_redaction_config() -> RedactionPolicy:
