@@ -50,17 +50,20 @@ _datasync = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # macOS: fsy
 def journal_line(record: PredictionRecord, using: str | None, latency_ms: float | None) -> bytes:
     """The spool line of a queued record: its redacted fields, the alias it goes to and the
     latency the writer will set on it (``_using`` and ``_latency_ms`` keys when given)."""
-    data: dict[str, Any] = record.to_dict()
+    extra: dict[str, Any] = {}
     if using is not None:
-        data["_using"] = using
+        extra["_using"] = using
     if latency_ms is not None:
-        data["_latency_ms"] = latency_ms
+        extra["_latency_ms"] = latency_ms
     if _orjson_dumps is not None:
         try:
-            line: bytes = _orjson_dumps(data, option=_APPEND_NEWLINE)
+            line: bytes = _orjson_dumps(
+                {**record.to_dict(native=True), **extra}, option=_APPEND_NEWLINE
+            )
             return line
         except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
             pass
+    data = {**record.to_dict(), **extra}
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 

@@ -3,6 +3,7 @@ and its line goes away once the writer has stored it."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -20,6 +21,7 @@ from opentelemetry.trace import Tracer
 from ml_audit.models import PredictionEvent
 from ml_audit.otel.journal import Journal, journal_line
 from ml_audit.otel.processor import MLAuditSpanProcessor
+from ml_audit.records import PredictionRecord
 from tests.factories import redacted
 from tests.otel.test_processor import WAIT, end_prediction, stored_ids
 
@@ -53,7 +55,10 @@ def test_a_line_holds_the_record_its_alias_and_latency() -> None:
     data = json.loads(journal_line(record, "audit", 12.5))
     assert data.pop("_using") == "audit"
     assert data.pop("_latency_ms") == 12.5
-    assert data == json.loads(json.dumps(record.to_dict()))
+    assert PredictionRecord.from_dict(data) == record
+    on_the_hour = dataclasses.replace(record, timestamp=record.timestamp.replace(microsecond=0))
+    data = json.loads(journal_line(on_the_hour, None, None))
+    assert PredictionRecord.from_dict(data) == on_the_hour
     assert journal_line(record, None, None).endswith(b"\n")
     assert "_using" not in json.loads(journal_line(record, None, None))
 
