@@ -302,8 +302,21 @@ def check_payload_size(field: str, value: Any, limit: int | None) -> None:
     of numpy arrays (``nbytes``), and 8 for any other value; it is close to the size of the
     payload's JSON and cheap to compute (a flat dict of 20 features: about a microsecond).
     """
-    if limit is None:
+    if limit is None or value is None:
         return
+    if type(value) is dict:
+        # The common payload, in one loop: str keys, scalar values.
+        total = 0
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                total += len(item)
+            elif not (kind is float or kind is int or kind is bool or item is None):
+                break  # something nested: the full walk below counts it
+            total += len(key) + 8 if type(key) is str else 16
+        else:
+            if total <= limit:
+                return
     total = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
