@@ -19,25 +19,15 @@ file (idempotently: records that did reach the database come back as identical d
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import weakref
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from ml_audit.otel.spool_files import JOURNAL, create_locked, prepare_directory
+from ml_audit.otel.spool_lines import encode_line
 from ml_audit.records import PredictionRecord
-
-try:  # the ``fast`` extra
-    import orjson
-
-    _orjson_dumps: Any = orjson.dumps
-    _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
-except ImportError:  # pragma: no cover - exercised where orjson is absent
-    _orjson_dumps = None
-    _APPEND_NEWLINE = 0
 
 __all__ = ["JOURNAL", "Journal", "Segment", "journal_line"]
 
@@ -48,23 +38,9 @@ _datasync = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # macOS: fsy
 
 
 def journal_line(record: PredictionRecord, using: str | None, latency_ms: float | None) -> bytes:
-    """The spool line of a queued record: its redacted fields, the alias it goes to and the
-    latency the writer will set on it (``_using`` and ``_latency_ms`` keys when given)."""
-    extra: dict[str, Any] = {}
-    if using is not None:
-        extra["_using"] = using
-    if latency_ms is not None:
-        extra["_latency_ms"] = latency_ms
-    if _orjson_dumps is not None:
-        try:
-            line: bytes = _orjson_dumps(
-                {**record.to_dict(native=True), **extra}, option=_APPEND_NEWLINE
-            )
-            return line
-        except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
-            pass
-    data = {**record.to_dict(), **extra}
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    """The spool line of a queued record: :func:`~ml_audit.otel.spool_lines.encode_line`, with
+    the alias it goes to and the latency the writer will set on it."""
+    return encode_line(record, using, latency_ms=latency_ms)
 
 
 class Segment:
@@ -110,11 +86,6 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"<Journal {str(self.directory)!r}>"
-
-    @property
-    def active_path(self) -> Path | None:
-        segment = self._segment
-        return segment.path if segment is not None else None
 
     def append(self, line: bytes) -> Segment:
         """Write one line (see :func:`journal_line`) durably as configured; its segment.
@@ -163,14 +134,13 @@ class Journal:
     def pending(self) -> int:
         """Records appended to this process's segments and not done yet."""
         with self._lock:
-            segments = [*self._rotated, *([self._segment] if self._segment else [])]
-            return sum(s.appended - s.done for s in segments)
+            return sum(s.appended - s.done for s in self._segments_locked())
 
     def close(self) -> None:
         """Release this process's segments: a segment whose records are all done is deleted;
         one with records not done stays, unlocked, for the next writer to replay."""
         with self._lock:
-            segments = [*self._rotated, *([self._segment] if self._segment else [])]
+            segments = self._segments_locked()
             self._segment = None
             self._rotated = set()
             for segment in segments:
@@ -181,6 +151,9 @@ class Journal:
                         os.close(segment.fd)
 
     # ------------------------------------------------------------------ internals
+
+    def _segments_locked(self) -> list[Segment]:
+        return [*self._rotated, *([self._segment] if self._segment else [])]
 
     def _open_locked(self) -> Segment:
         # The spool's rules: a private directory (InsecureSpoolDirectory otherwise), a 0600
@@ -219,8 +192,7 @@ class Journal:
         # The child's copies of the parent's descriptors are closed without unlocking: the
         # flock belongs to the open file description the parent still holds.
         self._lock = threading.Lock()
-        segments = [*self._rotated, *([self._segment] if self._segment else [])]
-        for segment in segments:
+        for segment in self._segments_locked():
             with suppress(OSError):
                 os.close(segment.fd)
         self._segment = None

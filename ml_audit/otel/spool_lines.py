@@ -49,6 +49,15 @@ from ml_audit.records import (
 )
 from ml_audit.redaction import RedactionPolicy, redact
 
+try:  # the ``fast`` extra
+    import orjson
+
+    _orjson_dumps: Any = orjson.dumps
+    _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    _orjson_dumps = None
+    _APPEND_NEWLINE = 0
+
 __all__ = [
     "EXPLANATION_LINE_SCHEMA",
     "MAX_LINE_BYTES",
@@ -150,11 +159,20 @@ def encode_line(
     elif not record.is_redacted:
         raise ValueError(f"record {record.prediction_id!r} was not redacted; it may not be spooled")
     else:
-        data = record.to_dict()
+        # With orjson (the ``fast`` extra) the id and timestamp are written by the encoder:
+        # this runs on the request thread for every record in journal mode.
+        data = record.to_dict(native=_orjson_dumps is not None)
         if latency_ms is not None:
             data[LATENCY_KEY] = latency_ms
     if using is not None:
         data[USING_KEY] = using
+    if _orjson_dumps is not None and not isinstance(record, SpooledExplanation):
+        try:
+            line: bytes = _orjson_dumps(data, option=_APPEND_NEWLINE)
+            return line
+        except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
+            timestamp = data["timestamp"].isoformat(timespec="microseconds")
+            data.update(event_id=str(record.event_id), timestamp=timestamp)
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
