@@ -51,7 +51,7 @@ __all__ = [
 #: Who may see where a request came from (a model permission: no migration needed).
 REQUEST_CONTEXT_PERMISSION = "ml_audit.view_requestingactor"
 #: The fields of a :class:`~ml_audit.models.PredictionEvent` behind that permission.
-REQUEST_CONTEXT_FIELDS = frozenset({"client_ip", "user_agent", "auth_context"})
+REQUEST_CONTEXT_FIELDS = ("client_ip", "user_agent", "auth_context")
 
 
 class _EveryAlias(frozenset[str]):

@@ -33,6 +33,7 @@ from rest_framework import ISO_8601
 from rest_framework import serializers as drf_serializers
 from rest_framework.settings import api_settings
 
+from ml_audit.api.access import REQUEST_CONTEXT_FIELDS
 from ml_audit.conf import audit_settings
 from ml_audit.models import Explanation, PredictionEvent
 
@@ -85,7 +86,7 @@ PREDICTION_VALUES = (
     "input_fingerprint",
 )
 #: Read only when the request may see them (``show_request_context``).
-REQUEST_CONTEXT_VALUES = ("client_ip", "user_agent", "auth_context")
+REQUEST_CONTEXT_VALUES = REQUEST_CONTEXT_FIELDS  # values() names: the same fields
 
 _EXPLANATION_VALUES = (
     "prediction_id",

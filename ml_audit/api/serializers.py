@@ -11,6 +11,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ml_audit.api.access import REQUEST_CONTEXT_FIELDS
 from ml_audit.conf import trace_url
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 
@@ -21,9 +22,6 @@ __all__ = [
     "PredictionEventSerializer",
     "trace_url",
 ]
-
-#: Shown only when the serializer context has ``show_request_context=True``.
-REQUEST_CONTEXT_FIELDS = ("client_ip", "user_agent", "auth_context")
 
 
 class ModelVersionSummarySerializer(serializers.ModelSerializer[ModelVersion]):

@@ -85,10 +85,13 @@ class SpoolRecovery:
             is_transient=is_connection_error,
             write_explanation=self._write_explanation_once,
         )
+        self._count_replay(result)
+        return result
+
+    def _count_replay(self, result: ReplayResult) -> None:
         self._count("replayed", result.replayed)
         self._count("conflicts", result.conflicts)
         self._count("dropped", result.corrupt)
-        return result
 
     def _write_failed(
         self, records: list[PredictionRecord], using: str | None, exc: Exception
@@ -141,9 +144,7 @@ class SpoolRecovery:
                     is_transient=is_connection_error,
                     write_explanation=self._write_explanation_once,
                 )
-                self._count("replayed", result.replayed)
-                self._count("conflicts", result.conflicts)
-                self._count("dropped", result.corrupt)
+                self._count_replay(result)
                 if result.failed and not result.files:
                     failed = True
                     break
