@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from ml_audit.exceptions import ConfigurationError
 
@@ -304,15 +304,26 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def create_locked(directory: Path, suffix: str) -> tuple[int, Path]:
+def create_locked(
+    directory: Path, suffix: str, *, readable: bool = False, sync_directory: bool = True
+) -> tuple[int, Path]:
     """Create ``spool-<pid>-<hex><suffix>`` in ``directory`` (which must have passed
-    :func:`prepare_directory`): ``0o600``, opened ``O_WRONLY | O_APPEND``, locked before it has
-    its name (so that nobody ever sees it unlocked). Its descriptor and path."""
+    :func:`prepare_directory`): ``0o600``, opened ``O_WRONLY | O_APPEND`` (``O_RDWR |
+    O_APPEND`` when ``readable``, as a shared memory map needs), locked before it has its name
+    (so that nobody ever sees it unlocked). Its descriptor and path.
+
+    The directory is fsync-ed after the rename (the name survives a machine crash) unless
+    ``sync_directory`` is False."""
     stem = f"spool-{os.getpid()}-{uuid.uuid4().hex}"
     tmp = directory / f".{stem}.tmp"
     fd = os.open(
         tmp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _O_NOFOLLOW | _O_CLOEXEC,
+        (os.O_RDWR if readable else os.O_WRONLY)
+        | os.O_CREAT
+        | os.O_EXCL
+        | os.O_APPEND
+        | _O_NOFOLLOW
+        | _O_CLOEXEC,
         0o600,
     )
     try:
@@ -322,7 +333,8 @@ def create_locked(directory: Path, suffix: str) -> tuple[int, Path]:
             raise OSError(f"cannot lock new spool file {tmp}")
         path = directory / f"{stem}{suffix}"
         os.rename(tmp, path)
-        fsync_directory(directory)
+        if sync_directory:
+            fsync_directory(directory)
     except BaseException:
         os.close(fd)
         with suppress(OSError):
@@ -437,7 +449,14 @@ class SpoolLine(NamedTuple):
 def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
     """The lines of the file open at ``fd``, from its start; a line of more than
     ``max_line_bytes`` bytes (its newline included) comes with ``data=None`` and is skipped
-    chunk by chunk, never held in memory whole."""
+    chunk by chunk, never held in memory whole.
+
+    The file ends where only NUL bytes remain: a mapped journal segment is preallocated and
+    NUL-filled (:mod:`ml_audit.otel.journal`), and no line ever holds a raw NUL byte (JSON
+    escapes it). A line cut short by such padding (a copy the process did not finish) comes
+    without its padding and without a newline, so it reads as torn. NUL bytes with anything
+    but NUL bytes after them are an ordinary (invalid) line, read on as any other.
+    """
     os.lseek(fd, 0, os.SEEK_SET)
     offset = 0
     with open(fd, "rb", closefd=False) as handle:
@@ -447,6 +466,11 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
             if not data:
                 return
             number += 1
+            nul = data.find(0)
+            if nul >= 0 and _only_padding_left(handle, data, nul):
+                if nul:
+                    yield SpoolLine(number, offset, nul, data[:nul])
+                return
             if len(data) < max_line_bytes or data.endswith(b"\n"):
                 yield SpoolLine(number, offset, len(data), data)
                 offset += len(data)
@@ -460,3 +484,17 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
                     break
             yield SpoolLine(number, offset, length, None)
             offset += length
+
+
+def _only_padding_left(handle: BinaryIO, data: bytes, start: int) -> bool:
+    """Whether ``data[start:]`` and everything after it in ``handle`` are NUL bytes; the
+    handle's position is kept when not."""
+    tail = data[start:]
+    if tail.count(0) != len(tail):
+        return False
+    position = handle.tell()
+    while chunk := handle.read(_CHUNK):
+        if chunk.count(0) != len(chunk):
+            handle.seek(position)
+            return False
+    return True

@@ -21,6 +21,7 @@ from opentelemetry.trace import Tracer
 from ml_audit.models import PredictionEvent
 from ml_audit.otel.journal import Journal, journal_line
 from ml_audit.otel.processor import MLAuditSpanProcessor
+from ml_audit.otel.spool_files import read_lines
 from ml_audit.records import PredictionRecord
 from tests.factories import redacted
 from tests.otel.test_processor import WAIT, end_prediction, stored_ids
@@ -43,9 +44,18 @@ def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("spool-*.journal"))
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    made = Journal(tmp_path / "spool", max_segment_bytes=4096)
+def lines_in(path: Path) -> list[bytes]:
+    """The lines a replay would read from a segment (the spool's own reader)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [line.data or b"" for line in read_lines(fd, 1 << 20)]
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(params=[True, False], ids=["mapped", "write"])
+def journal(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Journal]:
+    made = Journal(tmp_path / "spool", max_segment_bytes=4096, mapped=request.param)
     yield made
     made.close()
 
@@ -69,7 +79,8 @@ def test_an_append_is_in_a_locked_private_file_before_it_returns(journal: Journa
     (path,) = segments(journal.directory)
     assert path == segment.path
     assert path.name.startswith(f"spool-{os.getpid()}-")
-    assert path.read_bytes() == line  # in the kernel: another reader sees it now
+    assert lines_in(path) == [line]  # in the kernel: another reader sees it now
+    assert (segment.map is not None) is journal.mapped
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(journal.directory.stat().st_mode) == 0o700
     assert not lock_is_free(path)  # its process lives: nobody may replay it
@@ -80,10 +91,10 @@ def test_lines_are_dropped_once_every_record_is_done(journal: Journal) -> None:
     second = journal.append(journal_line(redacted(prediction_id="j-4"), None, None))
     assert first is second
     journal.done(first)
-    assert first.path.stat().st_size > 0  # one record still waits
+    assert len(lines_in(first.path)) == 2  # one record still waits
     assert journal.pending() == 1
     journal.done(second)
-    assert first.path.stat().st_size == 0
+    assert all(lines_in(path) == [] for path in segments(journal.directory))
     assert journal.pending() == 0
 
 
@@ -97,7 +108,9 @@ def test_a_full_segment_rotates_and_is_deleted_when_done(journal: Journal) -> No
     assert full.path.exists()  # its records are not stored yet
     journal.done(full, sum(1 for s in made if s is full))
     assert not full.path.exists()
-    assert segments(journal.directory) == [made[-1].path]
+    holding = [path for path in segments(journal.directory) if lines_in(path)]
+    assert holding == sorted({s.path for s in made if s is not full})
+    assert made[-1].path in holding
 
 
 def test_closing_keeps_what_is_not_done_and_frees_its_lock(journal: Journal) -> None:
@@ -113,8 +126,9 @@ def test_closing_keeps_what_is_not_done_and_frees_its_lock(journal: Journal) -> 
 
 
 def test_a_failed_write_leaves_no_torn_line(
-    journal: Journal, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    journal = Journal(tmp_path / "spool", mapped=False)
     line = journal_line(redacted(prediction_id="j-7"), None, None)
     segment = journal.append(line)
     real_write = os.write
@@ -133,7 +147,7 @@ def test_a_failed_write_leaves_no_torn_line(
 
 
 def test_threads_appending_at_once_write_whole_lines(journal: Journal) -> None:
-    big = Journal(journal.directory)
+    big = Journal(journal.directory, mapped=journal.mapped)
     lines = [journal_line(redacted(prediction_id=f"t-{i}"), None, None) for i in range(400)]
 
     def append(part: list[bytes]) -> None:
@@ -146,8 +160,7 @@ def test_threads_appending_at_once_write_whole_lines(journal: Journal) -> None:
     for thread in threads:
         thread.join(WAIT)
     (path,) = segments(journal.directory)
-    written = path.read_bytes().splitlines(keepends=True)
-    assert sorted(written) == sorted(lines)
+    assert sorted(lines_in(path)) == sorted(lines)
     big.close()
 
 
@@ -169,6 +182,68 @@ def test_a_forked_child_writes_its_own_segment_and_leaves_the_parents_locked(
     assert len(children) == 1
     assert lock_is_free(children[0])
     assert b'"c-1"' in children[0].read_bytes()
+
+
+def test_a_drained_mapped_segment_gives_way_to_a_spare_made_off_the_request_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "spool", mapped=True)
+    first = journal.append(journal_line(redacted(prediction_id="s-1"), None, None))
+    journal.done(first)  # the writer thread: a fresh segment takes over from the drained one
+    made: list[Path] = []
+    real_open = journal._open
+
+    def counting_open(need: int) -> Any:
+        segment = real_open(need)
+        made.append(segment.path)
+        return segment
+
+    monkeypatch.setattr(journal, "_open", counting_open)
+    second = journal.append(journal_line(redacted(prediction_id="s-2"), None, None))
+    assert second is not first  # the spare took over ...
+    assert made == []  # ... and the request thread made no file
+    assert not first.path.exists()  # the drained segment is gone with its old lines
+    assert [b'"s-2"' in line for line in lines_in(second.path)] == [True]
+    journal.done(second)
+    journal.close()
+    assert segments(journal.directory) == []
+
+
+def test_a_segment_that_cannot_be_preallocated_is_written_with_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    journal = Journal(tmp_path / "spool", mapped=True)
+    line = journal_line(redacted(prediction_id="f-1"), None, None)
+    with caplog.at_level(logging.WARNING, logger="ml_audit.otel"):
+        segment = journal.append(line)
+    assert segment.map is None
+    assert segment.path.read_bytes() == line  # no padding: an ordinary appended file
+    assert "cannot be preallocated" in caplog.text
+    journal.done(segment)
+    assert segment.path.read_bytes() == b""
+    journal.close()
+
+
+def test_a_mapped_journal_cannot_be_asked_to_fsync(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot fsync"):
+        Journal(tmp_path, mapped=True, fsync=True)
+    assert Journal(tmp_path, fsync=True).mapped is False
+
+
+def test_the_reader_stops_at_padding_and_keeps_a_torn_line_apart(tmp_path: Path) -> None:
+    path = tmp_path / "segment"
+    # Two lines, a copy the process did not finish, then the preallocated rest of the file.
+    path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":' + bytes(70_000))
+    assert lines_in(path) == [b'{"a":1}\n', b'{"b":2}\n', b'{"c":']
+    # NUL bytes followed by anything else are not padding: an invalid line, then more lines.
+    path.write_bytes(b'{"a":1}\n\x00\x00\n{"b":2}\n' + bytes(10))
+    assert lines_in(path) == [b'{"a":1}\n', b"\x00\x00\n", b'{"b":2}\n']
+    path.write_bytes(bytes(5000))
+    assert lines_in(path) == []
 
 
 # ------------------------------------------------------------------ through the processor
@@ -203,7 +278,7 @@ def test_a_record_is_journaled_before_its_span_ends_then_stored_and_forgotten(
 
     def enqueue_after_looking(item: Any) -> None:
         # The moment the record joins the queue, its line must already be on disk.
-        seen.append(item[3].path.read_bytes())
+        seen.append(b"".join(lines_in(item[3].path)))
         real_enqueue(item)
 
     monkeypatch.setattr(processor, "_enqueue", enqueue_after_looking)
@@ -215,7 +290,7 @@ def test_a_record_is_journaled_before_its_span_ends_then_stored_and_forgotten(
     assert stored_ids("jp-") == ["jp-1"]
     assert PredictionEvent.objects.get(prediction_id="jp-1").latency_ms is not None
     assert processor.journal.pending() == 0
-    assert all(p.stat().st_size == 0 for p in segments(processor.spool.directory))
+    assert all(lines_in(p) == [] for p in segments(processor.spool.directory))
     processor.shutdown()
     assert segments(processor.spool.directory) == []
 
