@@ -264,13 +264,14 @@ def _evolve(record: Any, **changes: Any) -> Any:
 def _replace(record: Any, changes: Mapping[str, Any]) -> Any:
     """:func:`_evolve` with the changes as a mapping (no keyword packing)."""
     clone = object.__new__(type(record))
-    state = record.__dict__.copy()
+    # Filled in place: cheaper than assigning a copied dict as the new object's __dict__.
+    state = clone.__dict__
+    state.update(record.__dict__)
     if len(state) > _FIELD_COUNT:  # some derived value was cached: it may no longer hold
         for name, source in _CACHED_FIELDS.items():
             if source in changes:
                 state.pop(name, None)
     state.update(changes)
-    _set_attribute(clone, "__dict__", state)
     return clone
 
 
