@@ -84,8 +84,16 @@ def main() -> None:
     bare_tracer = provider.get_tracer("bench")
     actor = ActorPayload("user", "bench-user", tenant_id="t1", ip_address="10.0.0.1")
 
+    # The bare span carries as many attributes as the prediction span: those of a record with
+    # the same inputs and outcome.
     sample = PredictionRecord.create(
-        model_name="bench", model_version="1", features=features(0), actor=actor
+        model_name="bench",
+        model_version="1",
+        features=features(0),
+        actor=actor,
+        output={"score": 0.5},
+        confidence=0.5,
+        decision_outcome="clean",
     ).redact(RedactionPolicy(), frozenset({"features"}))
     bare_attributes = conventions.encode(sample)
 
