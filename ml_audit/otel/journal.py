@@ -51,10 +51,6 @@ DEFAULT_MAX_SEGMENT_BYTES = 8 * 1024 * 1024
 
 logger = logging.getLogger("ml_audit.otel")
 
-#: Shared, and (Linux) with its page tables filled up front: the request thread's copy then
-#: finds its pages mapped.
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-
 _datasync = os.fdatasync if hasattr(os, "fdatasync") else os.fsync  # macOS: fsync
 
 
@@ -238,7 +234,7 @@ class Journal:
             capacity = max(self.max_segment_bytes, need)
             try:
                 os.posix_fallocate(fd, 0, capacity)
-                segment.map = mmap.mmap(fd, capacity, flags=_MAP_FLAGS)
+                segment.map = mmap.mmap(fd, capacity)  # MAP_SHARED
                 segment.capacity = capacity
             except (OSError, ValueError, AttributeError) as exc:
                 # No fallocate on this file system, or no room: this segment is written with
