@@ -9,10 +9,13 @@
 # named by ML_AUDIT_PHOENIX_PYTHON. Phoenix's OTLP/gRPC listener binds every interface, so
 # the tests run in a private network namespace with only a loopback interface; PostgreSQL is
 # not reachable from there, so they use the default SQLite settings (DATABASE_URL unset).
+# A headless Chromium (Debian's, installed when missing) renders a Phoenix trace page; its
+# screenshot is kept as a CI artifact: .ci/artifacts/phoenix-trace.png.
 # Exits non-zero on failure.
 set -euo pipefail
 
 PHOENIX_VERSION="20.26.1"
+CHROMIUM=/usr/bin/chromium
 
 if [ $# -lt 1 ]; then
     echo "usage: $0 PYTHON [PYTEST ARGS...]" >&2
@@ -71,6 +74,16 @@ else
     echo "apm.sh: installed in $((SECONDS - start)) s"
 fi
 
+if [ ! -x "$CHROMIUM" ]; then
+    echo "apm.sh: installing chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+ARTIFACTS="$ROOT/.ci/artifacts"
+SHOT="$ARTIFACTS/phoenix-trace.png"
+mkdir -p "$ARTIFACTS"
+rm -f "$SHOT"
+
 # Arguments for the inner shell, quoted for it.
 # pyproject's addopts deselect the apm marker with -m 'not apm'; the later -m wins.
 pytest_cmd=("$PYTHON" -m pytest -m apm tests/apm -p no:cacheprovider "$@")
@@ -86,10 +99,17 @@ status=0
 env -u DATABASE_URL \
     TMPDIR="$RUN_TMP" \
     ML_AUDIT_PHOENIX_PYTHON="$PHX_PYTHON" \
+    ML_AUDIT_CHROMIUM="$CHROMIUM" \
+    ML_AUDIT_SCREENSHOT_DIR="$ARTIFACTS" \
     unshare -n -- bash -c "$inner" || status=$?
 logs="$(ls "$RUN_TMP"/ml-audit-phoenix-*/phoenix.log 2>/dev/null || true)"
 echo "apm.sh: Phoenix log: ${logs:-none (Phoenix was not started)}"
 if [ "$status" -ne 0 ]; then
     echo "apm.sh: APM tests failed (exit $status)" >&2
+elif [ ! -s "$SHOT" ]; then
+    echo "apm.sh: no Phoenix trace screenshot at $SHOT" >&2
+    status=1
+else
+    echo "apm.sh: Phoenix trace screenshot: $SHOT"
 fi
 exit "$status"

@@ -1,7 +1,9 @@
 """Span conventions: names, the ``ml_audit.*`` attributes, and encode/decode between them.
 
 A prediction is a span named ``ml_audit.prediction <model_name>``; an explanation a span named
-``ml_audit.explanation <method>`` linked to its prediction's span. :func:`encode` turns a
+``ml_audit.explanation <method>``, a child of its prediction's span (or, attached from another
+trace, linked to it; :func:`encode_explanation`). docs/SPAN_ATTRIBUTES.md lists every
+attribute. :func:`encode` turns a
 redacted :class:`~ml_audit.records.PredictionRecord` into span attributes and :func:`decode`
 turns them back: ``decode(encode(r), ids) == r`` (tested), as long as no attribute limit cut
 them and payload export is on. The processor does not depend on that: it persists the record
@@ -11,6 +13,12 @@ only shape what the APM sees.
 Payload attributes (features, output, metadata, auth context, redaction summary) are JSON
 strings. Standard attributes are used where one fits: ``client.address``,
 ``user_agent.original``, ``error.type``.
+
+With ``"openinference"`` in ``ML_AUDIT['SPAN_CONVENTIONS']`` (the default) both kinds of span
+also carry the OpenInference attributes that Arize Phoenix renders (span kind, input and
+output, metadata, tags; see :mod:`ml_audit.otel.openinference`). They repeat, for the APM,
+values the ``ml_audit.*`` attributes already carry (the same strings, never serialised twice);
+:func:`decode` ignores them.
 """
 
 from __future__ import annotations
@@ -22,8 +30,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from opentelemetry.util.types import AttributeValue
 
+from ml_audit.conf import audit_settings
+from ml_audit.otel import openinference as oi
 from ml_audit.records import ActorPayload, PredictionRecord
 
 _std_dumps: Callable[[Any], str] = json.JSONEncoder(
@@ -57,6 +68,7 @@ __all__ = [
     "decode",
     "decode_span",
     "encode",
+    "encode_explanation",
     "format_span_id",
     "format_trace_id",
     "is_prediction_span",
@@ -97,6 +109,11 @@ class ATTR:
     EXPLANATION_METHOD = "ml_audit.explanation.method"
     EXPLANATION_REVISION = "ml_audit.explanation.revision"
     EXPLANATION_STATUS = "ml_audit.explanation.status"
+    EXPLANATION_METHOD_VERSION = "ml_audit.explanation.method_version"
+    #: The redacted summary text, cut to EXPORT_MAX_ATTRIBUTE_LENGTH.
+    EXPLANATION_SUMMARY = "ml_audit.explanation.summary"
+    #: JSON {feature: value} of the largest attributions by absolute value (at most 10).
+    EXPLANATION_TOP_ATTRIBUTIONS = "ml_audit.explanation.top_attributions"
     # OpenTelemetry semantic conventions
     CLIENT_ADDRESS = "client.address"
     USER_AGENT = "user_agent.original"
@@ -104,7 +121,16 @@ class ATTR:
 
 
 #: Attributes that carry payload content; left out of spans when payload export is off.
-PAYLOAD_ATTRIBUTES = frozenset({ATTR.FEATURES, ATTR.OUTPUT, ATTR.METADATA, ATTR.AUTH_CONTEXT})
+PAYLOAD_ATTRIBUTES = frozenset(
+    {
+        ATTR.FEATURES,
+        ATTR.OUTPUT,
+        ATTR.METADATA,
+        ATTR.AUTH_CONTEXT,
+        ATTR.EXPLANATION_SUMMARY,
+        ATTR.EXPLANATION_TOP_ATTRIBUTIONS,
+    }
+)
 
 
 def prediction_span_name(model_name: str) -> str:
@@ -130,11 +156,12 @@ def _json(value: Any, max_length: int | None) -> str:
     text = _dumps(value)
     if max_length is not None and len(text) > max_length:
         # Mark the cut so that nobody mistakes an exported prefix for the whole payload.
-        return text[: max(0, max_length - 1)] + "…"
+        return _cut(text, max_length)
     return text
 
 
-#: (attribute, record field) of the optional attributes, in the order encode() writes them.
+#: (attribute, record field) of the optional attributes, in the order encode() writes them
+#: (unrolled there; tests/otel/test_openinference.py holds the two equal).
 _OPTIONAL_RECORD_ATTRIBUTES = (
     (ATTR.ENVIRONMENT, "environment"),
     (ATTR.DECISION_OUTCOME, "decision_outcome"),
@@ -154,16 +181,46 @@ _OPTIONAL_ACTOR_ATTRIBUTES = (
 )
 
 
+def openinference_enabled() -> bool:
+    """Whether ``ML_AUDIT['SPAN_CONVENTIONS']`` names ``"openinference"`` (its default, True,
+    where Django's settings are not configured: a process that only builds spans)."""
+    try:
+        return "openinference" in audit_settings.SPAN_CONVENTIONS
+    except ImproperlyConfigured:
+        return True
+
+
+def _cutter(max_length: int | None) -> Callable[[str], str]:
+    if max_length is None:
+        return str
+    return functools.partial(_cut, max_length=max_length)
+
+
+def _cut(text: str, max_length: int) -> str:
+    if len(text) > max_length:
+        return text[: max(0, max_length - 1)] + "…"
+    return text
+
+
 def encode(
-    record: PredictionRecord, *, export_payloads: bool = True, max_length: int | None = None
+    record: PredictionRecord,
+    *,
+    export_payloads: bool = True,
+    max_length: int | None = None,
+    openinference: bool | None = None,
 ) -> dict[str, AttributeValue]:
     """Span attributes for a redacted record.
 
-    ``export_payloads=False`` leaves features, output, metadata and auth context out.
-    ``max_length`` bounds each JSON attribute (the database row is always whole).
+    ``export_payloads=False`` leaves features, output, metadata and auth context out (and the
+    OpenInference input, output, user and session). ``max_length`` bounds each JSON attribute
+    (the database row is always whole). ``openinference`` adds the OpenInference attributes
+    (default: as ``ML_AUDIT['SPAN_CONVENTIONS']`` says); the ``ml_audit.*`` ones are the same
+    either way.
     """
     if record.redaction is None:
         raise ValueError("only redacted records may become span attributes")
+    if openinference is None:
+        openinference = openinference_enabled()
     timestamp = record.timestamp
     if timestamp.tzinfo is not dt.UTC:  # astimezone(dt.UTC) returns a UTC datetime unchanged
         timestamp = timestamp.astimezone(dt.UTC)
@@ -185,26 +242,133 @@ def encode(
         "ml_audit.status": record.status,
         "ml_audit.redaction": dumps(record.redaction),
     }
-    # Optional attributes, in this order, only when set (neither None nor "").
-    for name, field in _OPTIONAL_RECORD_ATTRIBUTES:
-        value = getattr(record, field)
-        if value is not None and value != "":
-            attributes[name] = value
+    # Optional attributes, in the order of _OPTIONAL_RECORD_ATTRIBUTES and
+    # _OPTIONAL_ACTOR_ATTRIBUTES, only when set (neither None nor ""). Unrolled (twice as fast
+    # as a getattr loop): the text fields are str (or None), so truth is "set".
+    if record.environment:
+        attributes["ml_audit.environment"] = record.environment
+    if record.decision_outcome:
+        attributes["ml_audit.decision_outcome"] = record.decision_outcome
+    if record.confidence is not None:
+        attributes["ml_audit.confidence"] = record.confidence
+    if record.latency_ms is not None:
+        attributes["ml_audit.latency_ms"] = record.latency_ms
+    if record.error_type:
+        attributes["error.type"] = record.error_type
+    if record.error_message:
+        attributes["ml_audit.error.message"] = record.error_message
+    if record.correlation_id:
+        attributes["ml_audit.correlation_id"] = record.correlation_id
     actor = record.actor
     if actor is not None:
-        for name, field in _OPTIONAL_ACTOR_ATTRIBUTES:
-            value = getattr(actor, field)
-            if value is not None and value != "":
-                attributes[name] = value
+        if actor.actor_type:
+            attributes["ml_audit.actor.type"] = actor.actor_type
+        if actor.actor_id:
+            attributes["ml_audit.actor.id"] = actor.actor_id
+        if actor.tenant_id:
+            attributes["ml_audit.actor.tenant_id"] = actor.tenant_id
+        if actor.ip_address:
+            attributes["client.address"] = actor.ip_address
+        if actor.user_agent:
+            attributes["user_agent.original"] = actor.user_agent
     if export_payloads:
-        attributes["ml_audit.features"] = dumps(record.features)
-        attributes["ml_audit.output"] = dumps(record.output)
+        features = attributes["ml_audit.features"] = dumps(record.features)
+        output = attributes["ml_audit.output"] = dumps(record.output)
         value = record.metadata
         # Usually empty: "{}" is what either encoder writes for it.
         empty = max_length is None and type(value) is dict and not value
         attributes["ml_audit.metadata"] = "{}" if empty else dumps(value)
         if actor is not None and actor.auth_context is not None:
             attributes["ml_audit.actor.auth_context"] = dumps(actor.auth_context)
+    if not openinference:
+        return attributes
+    # OpenInference (ml_audit.otel.openinference says what and why). Literal keys again, the
+    # package's names (checked by a test); the JSON strings above are reused, not rebuilt.
+    attributes["openinference.span.kind"] = "CHAIN"
+    if export_payloads:
+        attributes["input.value"] = features
+        attributes["input.mime_type"] = "application/json"
+        if record.output is not None:
+            attributes["output.value"] = output
+            attributes["output.mime_type"] = "application/json"
+        if value:  # the redacted metadata: a caller's own user and session ids
+            redaction = record.redaction
+            user_id = oi.caller_id(value, oi.USER_ID_KEY, max_length, redaction)
+            if user_id is not None:
+                attributes["user.id"] = user_id
+            session_id = oi.caller_id(value, oi.SESSION_ID_KEY, max_length, redaction)
+            if session_id is not None:
+                attributes["session.id"] = session_id
+    # oi.prediction_metadata, inline: one small dict, one dumps call.
+    attributes["metadata"] = dumps(
+        {
+            "model": record.model_name,
+            "version": record.model_version,
+            "prediction_id": record.prediction_id,
+            "decision": record.decision_outcome or None,
+            "confidence": record.confidence,
+        }
+    )
+    key = (record.model_name, record.decision_outcome, record.status)
+    tags = oi.TAG_CACHE.get(key) or oi.prediction_tags(*key)
+    if max_length is not None:
+        tags = tuple(_cut(tag, max_length) for tag in tags)
+    attributes["tag.tags"] = tags
+    return attributes
+
+
+def encode_explanation(
+    *,
+    prediction_id: str,
+    method: str,
+    revision: int,
+    status: str,
+    method_version: str = "",
+    summary_text: str = "",
+    payload: Any = None,
+    export_payloads: bool = True,
+    max_length: int | None = None,
+    openinference: bool | None = None,
+) -> dict[str, AttributeValue]:
+    """Span attributes of an explanation of ``prediction_id``, from its *redacted* content.
+
+    The summary text and the top attributions of ``payload`` (see
+    :func:`ml_audit.otel.openinference.top_attributions`) are payload attributes: left out
+    when ``export_payloads`` is off, cut to ``max_length`` otherwise.
+    """
+    if openinference is None:
+        openinference = openinference_enabled()
+    cut = _cutter(max_length)
+    attributes: dict[str, AttributeValue] = {
+        ATTR.PREDICTION_ID: prediction_id,
+        ATTR.EXPLANATION_METHOD: method,
+        ATTR.EXPLANATION_REVISION: revision,
+        ATTR.EXPLANATION_STATUS: status,
+    }
+    if method_version:
+        attributes[ATTR.EXPLANATION_METHOD_VERSION] = method_version
+    summary = attributions = None
+    if export_payloads:
+        if summary_text:
+            summary = attributes[ATTR.EXPLANATION_SUMMARY] = cut(summary_text)
+        top = oi.top_attributions(payload)
+        if top:
+            attributions = attributes[ATTR.EXPLANATION_TOP_ATTRIBUTIONS] = cut(_dumps(top))
+    if openinference:
+        attributes.update(
+            oi.explanation_attributes(
+                dumps=_dumps,
+                cut=cut,
+                export_payloads=export_payloads,
+                prediction_id=prediction_id,
+                method=method,
+                method_version=method_version,
+                revision=revision,
+                status=status,
+                summary=summary,
+                attributions_json=attributions,
+            )
+        )
     return attributes
 
 

@@ -43,7 +43,6 @@ from opentelemetry.trace import (
 from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.exceptions import InvalidRecord
 from ml_audit.otel import conventions, pending
-from ml_audit.otel.conventions import ATTR
 from ml_audit.otel.setup import get_pipeline
 from ml_audit.records import (
     MAX_ERROR_MESSAGE,
@@ -180,6 +179,7 @@ def _finish(
             redacted,
             export_payloads=audit_settings.EXPORT_PAYLOADS,
             max_length=audit_settings.EXPORT_MAX_ATTRIBUTE_LENGTH,
+            openinference="openinference" in audit_settings.SPAN_CONVENTIONS,
         )
     )
     if redacted.status == "failed":
@@ -448,6 +448,51 @@ def audit_prediction(
     return decorate
 
 
+def _explanation_parent(
+    trace_id: str, span_id: str
+) -> tuple[otel_context.Context | None, list[Link]]:
+    """Where an explanation span goes: (context to start it in, its links).
+
+    - The current span is in the prediction's trace (the prediction span itself, or the request
+      that made the prediction, explained in the same request): a child of the prediction's
+      span, with the current span's sampling flags.
+    - There is no current span (a job, a shell): a child of the prediction's span too, in the
+      prediction's trace; a child may start after its parent ended, which is valid
+      OpenTelemetry, and APMs show it under its prediction.
+    - The current span is in another trace (explained later, in another request): a span of the
+      current trace, linked to the prediction's span (the prediction id is an attribute).
+    - The prediction has no span ids (recorded without a span context): as the current span
+      says, with no link; the prediction id still names it.
+    """
+    if not (trace_id and span_id):
+        return None, []
+    try:
+        target_trace, target_span = int(trace_id, 16), int(span_id, 16)
+    except ValueError:
+        return None, []
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and current.trace_id != target_trace:
+        link = Link(
+            SpanContext(
+                trace_id=target_trace,
+                span_id=target_span,
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        )
+        return None, [link]
+    if current.is_valid and current.span_id == target_span:
+        return None, []  # the prediction span is the current span: its child as it is
+    parent = SpanContext(
+        trace_id=target_trace,
+        span_id=target_span,
+        is_remote=True,
+        trace_flags=current.trace_flags if current.is_valid else TraceFlags(TraceFlags.SAMPLED),
+        trace_state=current.trace_state if current.is_valid else None,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(parent)), []
+
+
 def emit_explanation_span(
     *,
     prediction_id: str,
@@ -456,30 +501,37 @@ def emit_explanation_span(
     method: str,
     revision: int,
     status: str,
+    method_version: str = "",
+    summary_text: str = "",
+    payload: Any = None,
 ) -> None:
-    """A span ``ml_audit.explanation <method>`` linked to the prediction's span."""
-    links = []
-    if trace_id and span_id:
-        links.append(
-            Link(
-                SpanContext(
-                    trace_id=int(trace_id, 16),
-                    span_id=int(span_id, 16),
-                    is_remote=True,
-                    trace_flags=TraceFlags(TraceFlags.SAMPLED),
-                )
-            )
-        )
+    """A span ``ml_audit.explanation <method>`` for an explanation of a recorded prediction.
+
+    It carries the *redacted* explanation's content (summary text, top attributions, method and
+    version; see :func:`ml_audit.otel.conventions.encode_explanation`), within
+    ``EXPORT_PAYLOADS`` and ``EXPORT_MAX_ATTRIBUTE_LENGTH``, and sits where an APM shows it
+    with its prediction: a child of the prediction's span in the prediction's trace, or, when
+    attached from another trace, linked to it (see :func:`_explanation_parent`).
+    """
+    context, links = _explanation_parent(trace_id, span_id)
+    attributes = conventions.encode_explanation(
+        prediction_id=prediction_id,
+        method=method,
+        revision=revision,
+        status=status,
+        method_version=method_version,
+        summary_text=summary_text,
+        payload=payload,
+        export_payloads=audit_settings.EXPORT_PAYLOADS,
+        max_length=audit_settings.EXPORT_MAX_ATTRIBUTE_LENGTH,
+        openinference="openinference" in audit_settings.SPAN_CONVENTIONS,
+    )
     tracer = get_pipeline().tracer
     span = tracer.start_span(
         f"{conventions.EXPLANATION_SPAN_PREFIX} {method}",
+        context=context,
         kind=SpanKind.INTERNAL,
         links=links,
-        attributes={
-            ATTR.PREDICTION_ID: prediction_id,
-            ATTR.EXPLANATION_METHOD: method,
-            ATTR.EXPLANATION_REVISION: revision,
-            ATTR.EXPLANATION_STATUS: status,
-        },
+        attributes=attributes,
     )
     span.end()

@@ -125,6 +125,7 @@ def attach_explanation(
     explanation, written = store.append_explanation(event, record, using=using or event._state.db)
     if not written:
         return explanation  # the identical current revision: nothing happened to trace
+    # The stored revision's content: redacted (explanation_record) before it was stored.
     emit_explanation_span(
         prediction_id=event.prediction_id,
         trace_id=event.trace_id,
@@ -132,5 +133,8 @@ def attach_explanation(
         method=explanation.method,
         revision=explanation.revision,
         status=explanation.status,
+        method_version=explanation.method_version,
+        summary_text=explanation.summary_text,
+        payload=explanation.payload,
     )
     return explanation

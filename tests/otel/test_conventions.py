@@ -151,7 +151,9 @@ def test_decode_refuses_spans_without_the_required_attributes() -> None:
 
 def test_standard_attributes_are_used_where_they_fit() -> None:
     actor = ActorPayload("user", "1", ip_address="198.51.100.2", user_agent="curl/8")
-    attributes = conventions.encode(redacted(actor=actor, status="failed", error_type="E"))
+    attributes = conventions.encode(
+        redacted(actor=actor, status="failed", error_type="E"), openinference=False
+    )
     assert attributes["client.address"] == "198.51.100.2"
     assert attributes["user_agent.original"] == "curl/8"
     assert attributes["error.type"] == "E"
@@ -251,10 +253,14 @@ def test_encode_gives_the_generic_attributes_in_the_same_order(
     overrides: dict[str, object], max_length: int | None
 ) -> None:
     record = redacted(**overrides)
-    fast = conventions.encode(record, max_length=max_length)
+    fast = conventions.encode(record, max_length=max_length, openinference=False)
     assert fast == _generic_encode(record, max_length)
     assert list(fast) == list(_generic_encode(record, max_length))
     assert set(fast) <= {v for k, v in vars(ATTR).items() if k.isupper()}
+    # The OpenInference set only adds attributes after these: the ml_audit.* ones are the same.
+    both = conventions.encode(record, max_length=max_length, openinference=True)
+    assert list(both)[: len(fast)] == list(fast)
+    assert {k: both[k] for k in fast} == fast
 
 
 @pytest.mark.parametrize(

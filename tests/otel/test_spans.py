@@ -213,16 +213,21 @@ def test_facade_other_trace_reference_is_a_correlation_id(exporter: InMemorySpan
     assert span.attributes[ATTR.CORRELATION_ID] == "req-abc"
 
 
-def test_explanation_span_links_to_the_prediction_span(exporter: InMemorySpanExporter) -> None:
+def test_explanation_span_is_a_child_of_the_prediction_span(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """Attached outside any span: a (late) child of the ended prediction span, in its trace.
+    Attached from another trace, it is linked instead: tests/otel/test_openinference.py."""
     event = record_prediction_event("m", "1", {"a": 1})
     attach_explanation(event, "shap", {"a": 0.2})
     (prediction,) = prediction_spans(exporter)
     (explanation,) = [
         s for s in exporter.get_finished_spans() if s.name == "ml_audit.explanation shap"
     ]
-    (link,) = explanation.links
-    assert link.context.trace_id == prediction.context.trace_id
-    assert link.context.span_id == prediction.context.span_id
+    assert explanation.parent is not None
+    assert explanation.context.trace_id == prediction.context.trace_id
+    assert explanation.parent.span_id == prediction.context.span_id
+    assert not explanation.links
     attributes = dict(explanation.attributes or {})
     assert attributes[ATTR.PREDICTION_ID] == event.prediction_id
     assert attributes[ATTR.EXPLANATION_REVISION] == 1
