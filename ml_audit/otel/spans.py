@@ -44,6 +44,7 @@ from ml_audit.conf import WRITE_MODES, audit_settings
 from ml_audit.exceptions import InvalidRecord
 from ml_audit.otel import conventions, pending
 from ml_audit.otel.setup import get_pipeline
+from ml_audit.otel.span_attributes import set_span_attributes
 from ml_audit.records import (
     MAX_ERROR_MESSAGE,
     MAX_ERROR_TYPE,
@@ -174,13 +175,14 @@ def _finish(
     redacted = record._redact(
         audit_settings.redaction_policy, audit_settings.REDACT_PAYLOADS, prepared
     )
-    span.set_attributes(
+    set_span_attributes(
+        span,
         conventions.encode(
             redacted,
             export_payloads=audit_settings.EXPORT_PAYLOADS,
             max_length=audit_settings.EXPORT_MAX_ATTRIBUTE_LENGTH,
             openinference="openinference" in audit_settings.SPAN_CONVENTIONS,
-        )
+        ),
     )
     if redacted.status == "failed":
         span.set_status(Status(StatusCode.ERROR, redacted.error_type or None))
