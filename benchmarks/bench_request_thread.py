@@ -42,6 +42,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=("journal", "batch"), default="journal")
     parser.add_argument("--fsync", action="store_true", help="journal mode with JOURNAL_FSYNC")
     parser.add_argument(
+        "--span-conventions",
+        default="ml_audit,openinference",
+        help="ML_AUDIT['SPAN_CONVENTIONS'], comma-separated (default: both sets, the default)",
+    )
+    parser.add_argument(
         "--busy-worker",
         action="store_true",
         help="let the writer thread run during the measurement (GIL contention included)",
@@ -67,6 +72,7 @@ def main() -> None:
         "WRITE_MODE": args.mode,
         "JOURNAL_FSYNC": args.fsync,
         "SPOOL_DIR": spool_dir,
+        "SPAN_CONVENTIONS": tuple(args.span_conventions.split(",")),
     }
     if not args.busy_worker:
         settings.ML_AUDIT.update(
@@ -132,7 +138,7 @@ def main() -> None:
         ordered = sorted(times)
         return ordered[int(len(ordered) * q)] * 1e6
 
-    mode = args.mode + (" + fsync" if args.fsync else "")
+    mode = args.mode + (" + fsync" if args.fsync else "") + f", conventions {args.span_conventions}"
     result = {
         "backend": backend,
         "mode": mode,
