@@ -67,6 +67,9 @@ class ReplayResult:
     #: entries named like spool files that may not be read (not a regular file, unreadable,
     #: another user's): quarantined to a ``.corrupt`` file and logged.
     corrupt: int = 0
+    #: Lines a process was still copying into a mapped journal segment when it died: their
+    #: records were never acknowledged (the append had not returned). Logged and dropped.
+    unfinished: int = 0
     #: Records left in the spool because writing them failed (they will be replayed again).
     failed: int = 0
     #: Files skipped because another process holds them.
@@ -220,6 +223,17 @@ def replay_file(
     try:
         for line in spool_files.read_lines(fd, max_line_bytes):
             data = line.data
+            if line.unfinished:
+                result.unfinished += 1
+                logger.warning(
+                    "ml_audit: journal %s line %d is the unfinished copy (%d bytes) its process "
+                    "was making when it died; that prediction was never acknowledged, the line "
+                    "is dropped",
+                    path.name,
+                    line.number,
+                    line.length,
+                )
+                continue
             if data is None:
                 quarantine.add(line, f"longer than {max_line_bytes} bytes")
                 continue

@@ -49,6 +49,10 @@ processes, and are not unique across containers). Hence:
   once done). One whose lock is held is never touched. (``include_active``, which used to ask
   for active files of dead pids, is accepted and no longer needed.)
 
+A mapped journal segment (:mod:`ml_audit.otel.journal`) ends in NUL padding; a line cut short
+by it is the copy its process was making when it died, whose record was never acknowledged:
+it is logged and dropped (``ReplayResult.unfinished``), not quarantined.
+
 Nothing in the directory is trusted. The directory must be private (:func:`prepare_directory`:
 owned by this user, writable by nobody else; else :class:`InsecureSpoolDirectory`, also the
 system check ``ml_audit.E004``); only regular files of this user are opened, without following

@@ -438,12 +438,16 @@ def age_key(path: Path) -> tuple[float, str]:
 
 class SpoolLine(NamedTuple):
     """One line of a spool file: its number (from 1), byte offset and length (the newline
-    included), and its bytes, or None when it is longer than the limit (then never read)."""
+    included), and its bytes, or None when it is longer than the limit (then never read).
+
+    ``unfinished``: the line is cut short by a mapped journal segment's padding, the copy its
+    process was making when it died (see :func:`read_lines`)."""
 
     number: int
     offset: int
     length: int
     data: bytes | None
+    unfinished: bool = False
 
 
 def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
@@ -453,9 +457,10 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
 
     The file ends where only NUL bytes remain: a mapped journal segment is preallocated and
     NUL-filled (:mod:`ml_audit.otel.journal`), and no line ever holds a raw NUL byte (JSON
-    escapes it). A line cut short by such padding (a copy the process did not finish) comes
-    without its padding and without a newline, so it reads as torn. NUL bytes with anything
-    but NUL bytes after them are an ordinary (invalid) line, read on as any other.
+    escapes it). A line cut short by such padding comes without its padding and marked
+    ``unfinished``: it is the copy the process was making when it died, whose record was never
+    acknowledged (the append had not returned). NUL bytes with anything but NUL bytes after
+    them are an ordinary (invalid) line, read on as any other.
     """
     os.lseek(fd, 0, os.SEEK_SET)
     offset = 0
@@ -469,7 +474,7 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
             nul = data.find(0)
             if nul >= 0 and _only_padding_left(handle, data, nul):
                 if nul:
-                    yield SpoolLine(number, offset, nul, data[:nul])
+                    yield SpoolLine(number, offset, nul, data[:nul], True)
                 return
             if len(data) < max_line_bytes or data.endswith(b"\n"):
                 yield SpoolLine(number, offset, len(data), data)

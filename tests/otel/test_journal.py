@@ -21,7 +21,7 @@ from opentelemetry.trace import Tracer
 from ml_audit.models import PredictionEvent
 from ml_audit.otel.journal import Journal, journal_line
 from ml_audit.otel.processor import MLAuditSpanProcessor
-from ml_audit.otel.spool_files import read_lines
+from ml_audit.otel.spool_files import SpoolLine, read_lines
 from ml_audit.records import PredictionRecord
 from tests.factories import redacted
 from tests.otel.test_processor import WAIT, end_prediction, stored_ids
@@ -44,13 +44,17 @@ def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("spool-*.journal"))
 
 
-def lines_in(path: Path) -> list[bytes]:
+def read_all(path: Path) -> list[SpoolLine]:
     """The lines a replay would read from a segment (the spool's own reader)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return [line.data or b"" for line in read_lines(fd, 1 << 20)]
+        return list(read_lines(fd, 1 << 20))
     finally:
         os.close(fd)
+
+
+def lines_in(path: Path) -> list[bytes]:
+    return [line.data or b"" for line in read_all(path)]
 
 
 @pytest.fixture(params=[True, False], ids=["mapped", "write"])
@@ -239,6 +243,7 @@ def test_the_reader_stops_at_padding_and_keeps_a_torn_line_apart(tmp_path: Path)
     # Two lines, a copy the process did not finish, then the preallocated rest of the file.
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":' + bytes(70_000))
     assert lines_in(path) == [b'{"a":1}\n', b'{"b":2}\n', b'{"c":']
+    assert [line.unfinished for line in read_all(path)] == [False, False, True]
     # NUL bytes followed by anything else are not padding: an invalid line, then more lines.
     path.write_bytes(b'{"a":1}\n\x00\x00\n{"b":2}\n' + bytes(10))
     assert lines_in(path) == [b'{"a":1}\n', b"\x00\x00\n", b'{"b":2}\n']

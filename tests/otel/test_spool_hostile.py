@@ -892,6 +892,68 @@ def test_the_journal_of_a_killed_process_is_replayed_and_a_live_one_is_not(spool
     assert list(spool.directory.iterdir()) == []
 
 
+MAPPED_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from ml_audit.otel.journal import Journal
+    directory, cut = sys.argv[1], int(sys.argv[2])
+    first, second, third = sys.stdin.buffer.read().splitlines(keepends=True)
+    journal = Journal(directory, mapped=True)
+    segment = journal.append(first)
+    journal.append(second)
+    assert segment.map is not None
+    # The copy of a third line, interrupted: what kill -9 leaves in the middle of an append.
+    segment.map[segment.size : segment.size + cut] = third[:cut]
+    print(segment.path, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_mapped_journal_of_a_killed_process_is_replayed_without_its_unfinished_line(
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = b"".join(
+        encode_line(redacted(prediction_id=f"mapped-{i}"), latency_ms=1.0) for i in range(3)
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", MAPPED_HOLDER, str(spool.directory), "57"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        child.stdin.write(data)
+        child.stdin.close()
+        segment = Path(child.stdout.readline().decode().strip())
+        assert segment.stat().st_size >= 8 * 1024 * 1024  # preallocated, NUL-padded
+        assert spool.replay(Writer()).files == 0  # alive: not touched
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(WAIT)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert [line.unfinished for line in read_lines_of(segment)] == [False, False, True]
+    writer = Writer()
+    with caplog.at_level(logging.WARNING, logger="ml_audit.otel"):
+        result = spool.replay(writer)
+    assert (result.files, result.inserted, result.unfinished, result.corrupt) == (1, 2, 1, 0)
+    assert result.ok
+    assert writer.ids == ["mapped-0", "mapped-1"]
+    assert "unfinished copy (57 bytes)" in caplog.text
+    assert list(spool.directory.iterdir()) == []  # nothing quarantined, nothing left
+
+
+def read_lines_of(path: Path) -> list[Any]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(read_lines(fd, MAX_LINE_BYTES))
+    finally:
+        os.close(fd)
+
+
 def many_files(directory: Path, files: int, per_file: int) -> list[str]:
     ids: list[str] = []
     for f in range(files):

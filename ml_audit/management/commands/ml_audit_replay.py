@@ -8,6 +8,8 @@ process's files are never touched). See :mod:`ml_audit.otel.spool` for the files
 
 Every line is validated and redacted again before it is written; lines that cannot be read
 back, and entries that are not regular files of this user, are moved to ``.corrupt`` files.
+The copy a dead process was still making into a mapped journal segment (its record never
+acknowledged) is logged and dropped.
 A spool directory that other users may write to is refused (``ml_audit.E004``).
 
 Records go to the alias they were spooled for, or the audit alias; ``--database`` sends every
@@ -101,8 +103,9 @@ class Command(BaseCommand):
             f"{directory}: {result.files} file(s) replayed, {result.replayed} record(s) in "
             f"the database ({result.inserted} inserted, {result.duplicates} already stored), "
             f"{result.conflicts} conflict(s), {result.corrupt} unreadable line(s) or file(s) "
-            f"moved aside, {result.failed} record(s) left in the spool, {result.skipped} file(s) "
-            "in use skipped."
+            f"moved aside, {result.unfinished} unfinished journal line(s) of a dead process "
+            f"dropped (never acknowledged), {result.failed} record(s) left in the spool, "
+            f"{result.skipped} file(s) in use skipped."
         )
         if not result.ok:
             raise CommandError(
