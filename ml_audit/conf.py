@@ -141,6 +141,9 @@ WRITE_MODES = ("journal", "batch", "sync")
 
 AUDIT_FAILURE_POLICIES = ("fail", "serve")
 
+#: Attribute conventions ``SPAN_CONVENTIONS`` may name; "ml_audit" is required.
+SPAN_CONVENTION_SETS = ("ml_audit", "openinference")
+
 
 class MLAuditSettings:
     """Lazy, validated view of ``settings.ML_AUDIT``.
@@ -167,9 +170,6 @@ class MLAuditSettings:
 
     @cached_property
     def DATABASE_ALIAS(self) -> str:
-#: Attribute conventions ``SPAN_CONVENTIONS`` may name; "ml_audit" is required.
-SPAN_CONVENTION_SETS = ("ml_audit", "openinference")
-
         alias = self._get("DATABASE_ALIAS")
         if not isinstance(alias, str) or not alias:
             raise ConfigurationError(
@@ -281,6 +281,31 @@ SPAN_CONVENTION_SETS = ("ml_audit", "openinference")
         return self._int("EXPORT_MAX_ATTRIBUTE_LENGTH", minimum=16)
 
     @cached_property
+    def SPAN_CONVENTIONS(self) -> frozenset[str]:
+        value = self._get("SPAN_CONVENTIONS")
+        example = '("ml_audit", "openinference")'
+        entries = tuple(value) if isinstance(value, list | tuple | set | frozenset) else ()
+        if not entries or not all(isinstance(entry, str) for entry in entries):
+            raise ConfigurationError(
+                f"ML_AUDIT['SPAN_CONVENTIONS'] must be a list or tuple of convention names, "
+                f"e.g. {example}, not {value!r}."
+            )
+        names = set(entries)
+        unknown = sorted(map(repr, names - set(SPAN_CONVENTION_SETS)))
+        if unknown:
+            raise ConfigurationError(
+                f"ML_AUDIT['SPAN_CONVENTIONS'] names unknown convention(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(SPAN_CONVENTION_SETS)}."
+            )
+        if "ml_audit" not in names:
+            raise ConfigurationError(
+                "ML_AUDIT['SPAN_CONVENTIONS'] must include \"ml_audit\": the ml_audit.* "
+                "attributes are the contract that audit span readers (the OTLP ingest "
+                f'endpoint, replays) decode; e.g. {example} or ("ml_audit",).'
+            )
+        return frozenset(names)
+
+    @cached_property
     def BATCH_MAX_QUEUE_SIZE(self) -> int:
         return self._int("BATCH_MAX_QUEUE_SIZE", minimum=1)
 
@@ -305,31 +330,6 @@ SPAN_CONVENTION_SETS = ("ml_audit", "openinference")
         if self._get("MAX_PAYLOAD_BYTES") is None:
             return None
         return self._int("MAX_PAYLOAD_BYTES", minimum=1024)
-
-    @cached_property
-    def SPAN_CONVENTIONS(self) -> frozenset[str]:
-        value = self._get("SPAN_CONVENTIONS")
-        example = '("ml_audit", "openinference")'
-        entries = tuple(value) if isinstance(value, list | tuple | set | frozenset) else ()
-        if not entries or not all(isinstance(entry, str) for entry in entries):
-            raise ConfigurationError(
-                f"ML_AUDIT['SPAN_CONVENTIONS'] must be a list or tuple of convention names, "
-                f"e.g. {example}, not {value!r}."
-            )
-        names = set(entries)
-        unknown = sorted(map(repr, names - set(SPAN_CONVENTION_SETS)))
-        if unknown:
-            raise ConfigurationError(
-                f"ML_AUDIT['SPAN_CONVENTIONS'] names unknown convention(s) {', '.join(unknown)}; "
-                f"choose from {', '.join(SPAN_CONVENTION_SETS)}."
-            )
-        if "ml_audit" not in names:
-            raise ConfigurationError(
-                "ML_AUDIT['SPAN_CONVENTIONS'] must include \"ml_audit\": the ml_audit.* "
-                "attributes are the contract that audit span readers (the OTLP ingest "
-                f'endpoint, replays) decode; e.g. {example} or ("ml_audit",).'
-            )
-        return frozenset(names)
 
     @cached_property
     def JOURNAL_FSYNC(self) -> bool:
