@@ -695,3 +695,7 @@ class AccessLogAdmin(ScopedAdmin):
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return access.visible_access_log(request, queryset)
+
+
+# The ingest endpoint's credentials: an admin that writes, so it lives with the endpoint.
+from ml_audit.ingest import admin as _ingest_admin  # noqa: E402, F401

@@ -133,6 +133,14 @@ DEFAULTS: dict[str, Any] = {
     # what, which predictions were returned) in the append-only AccessLog table: the "audit of
     # the audit" (HIPAA 164.312(b)).
     "API_ACCESS_LOG": True,
+    # --- OTLP/HTTP ingest endpoint (ml_audit.ingest) ---
+    # Largest request body accepted, in bytes, both as sent and after gzip decompression:
+    # a larger one is answered 413 without being read (or decompressed) further.
+    "INGEST_MAX_BODY_BYTES": 16_777_216,
+    # Ingest requests handled at once by one process; one more is answered 429.
+    "INGEST_MAX_CONCURRENCY": 4,
+    # Seconds a sender is asked to wait (Retry-After) after a 429 or a 503.
+    "INGEST_RETRY_AFTER_SECONDS": 5,
 }
 
 API_PAGINATIONS = ("cursor", "page")
@@ -433,6 +441,18 @@ class MLAuditSettings:
     @cached_property
     def API_ACCESS_LOG(self) -> bool:
         return self._bool("API_ACCESS_LOG")
+
+    @cached_property
+    def INGEST_MAX_BODY_BYTES(self) -> int:
+        return self._int("INGEST_MAX_BODY_BYTES", minimum=1024)
+
+    @cached_property
+    def INGEST_MAX_CONCURRENCY(self) -> int:
+        return self._int("INGEST_MAX_CONCURRENCY", minimum=1)
+
+    @cached_property
+    def INGEST_RETRY_AFTER_SECONDS(self) -> int:
+        return self._int("INGEST_RETRY_AFTER_SECONDS", minimum=1)
 
     @cached_property
     def redaction_config(self) -> dict[str, Any]:

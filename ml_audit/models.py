@@ -29,6 +29,7 @@ __all__ = [
     "Explanation",
     "ExplanationStatus",
     "FrameworkChoice",
+    "IngestCredential",
     "ModelVersion",
     "PredictionEvent",
     "PredictionStatus",
@@ -388,3 +389,33 @@ class AccessLog(AppendOnlyModel):
     def __str__(self) -> str:
         who = self.username or self.user_id or "anonymous"
         return f"{who} {self.method} {self.endpoint} -> {self.status_code}"
+
+
+class IngestCredential(models.Model):
+    """A token with which one service sends audit spans to the OTLP ingest endpoint.
+
+    See :mod:`ml_audit.ingest`. ``service_name`` becomes the actor (type ``service``) of every
+    prediction the token sends; ``allowed_tenants`` bounds the tenants it may write (``""``
+    in the list: predictions without a tenant). Only the SHA-256 of the token is stored: the
+    clear token is shown once, when it is issued (admin or ``manage.py
+    ml_audit_ingest_token create``). A revoked credential authenticates nothing; rows are
+    kept, so that the history of who could write stays readable.
+    """
+
+    service_name = models.CharField(max_length=records.MAX_ACTOR_ID)
+    allowed_tenants = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    # SHA-256 (hex) of the token; the token itself is never stored.
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The token's first characters, to tell tokens apart (not enough to use one).
+    token_prefix = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ("service_name", "-created_at")
+
+    def __str__(self) -> str:
+        state = " (revoked)" if self.revoked_at is not None else ""
+        return f"{self.service_name} {self.token_prefix}…{state}"
+

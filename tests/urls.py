@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("predict/", views.predict),
     path("api/ml-audit/", include("ml_audit.api.urls")),
+    path("otlp/", include("ml_audit.ingest.urls")),
 ]
