@@ -8,6 +8,8 @@ ml_audit.E002  the redaction policy is invalid (e.g. ``MODE: "hash"`` without ``
 ml_audit.E003  ``USE_TZ`` is False: audit timestamps must be timezone-aware
 ml_audit.E004  the spool directory exists and is not private: owned by another user, writable
                by its group or by everyone, or not a directory (the spool refuses it too)
+ml_audit.E005  sealing is on (``SEALING``) without a ``SEAL_KEY``, or a sealing key is
+               shorter than 32 bytes
 ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
 ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
 ml_audit.W003  spool files would live in the system temp directory (may be wiped on reboot)
@@ -30,6 +32,7 @@ from ml_audit.redaction import RedactionPolicy
 
 ROUTER_PATH = "ml_audit.routers.MLAuditRouter"
 TRIGGER_VENDORS = ("sqlite", "postgresql")
+SEAL_KEY_SETTINGS = ("SEAL_KEY", "SEAL_PREVIOUS_KEYS")
 
 
 @register()
@@ -42,7 +45,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except ConfigurationError as exc:
         return [Error(str(exc), hint="Fix settings.ML_AUDIT.", id="ml_audit.E001")]
     for key in DEFAULTS:
-        if key == "REDACTION":
+        if key in {"REDACTION", *SEAL_KEY_SETTINGS}:
             continue
         try:
             getattr(conf, key)
@@ -58,6 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="ml_audit.E002",
             )
         )
+    messages.extend(_seal_key_messages(conf))
     if not settings.USE_TZ:
         messages.append(
             Error(
@@ -95,6 +99,35 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Use PostgreSQL (or SQLite) for the audit alias, and give the "
                 "application credentials that may only INSERT and SELECT audit tables.",
                 id="ml_audit.W002",
+            )
+        )
+    return messages
+
+
+def _seal_key_messages(conf: MLAuditSettings) -> list[CheckMessage]:
+    hint = (
+        "Set ML_AUDIT['SEAL_KEY'] to a secret of at least 32 bytes kept outside the audit "
+        "database (e.g. from an environment variable), or leave ML_AUDIT['SEALING'] off."
+    )
+    messages: list[CheckMessage] = []
+    for key in SEAL_KEY_SETTINGS:
+        try:
+            getattr(conf, key)
+        except ConfigurationError as exc:
+            messages.append(Error(str(exc), hint=hint, id="ml_audit.E005"))
+    if messages:
+        return messages
+    try:
+        sealing = conf.SEALING
+    except ConfigurationError:
+        return messages  # already reported as E001
+    if sealing and conf.SEAL_KEY is None:
+        messages.append(
+            Error(
+                "ML_AUDIT['SEALING'] is on but ML_AUDIT['SEAL_KEY'] is not set: seal heads "
+                "cannot be authenticated.",
+                hint=hint,
+                id="ml_audit.E005",
             )
         )
     return messages

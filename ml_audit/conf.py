@@ -141,6 +141,24 @@ DEFAULTS: dict[str, Any] = {
     "INGEST_MAX_CONCURRENCY": 4,
     # Seconds a sender is asked to wait (Retry-After) after a 429 or a 503.
     "INGEST_RETRY_AFTER_SECONDS": 5,
+    # --- Tamper evidence (ml_audit.sealing; docs/tamper-evidence.md) ---
+    # Seal stored rows automatically (the span processor's writer calls
+    # ml_audit.sealing.seal_if_due()). Off by default; ``manage.py ml_audit_seal`` seals on
+    # demand either way. On: SEAL_KEY is required (system check ml_audit.E005).
+    "SEALING": False,
+    # The secret that authenticates seal heads (HMAC-SHA-256): a str or bytes of at least 32
+    # bytes, kept outside the audit database (environment, secret manager). None: unset.
+    "SEAL_KEY": None,
+    # The name of SEAL_KEY, written into every seal head, so that keys can rotate.
+    "SEAL_KEY_ID": "k1",
+    # Earlier keys, {key id: key}, still used to verify the seals they made.
+    "SEAL_PREVIOUS_KEYS": {},
+    # A row is sealed once its id (UUIDv7: when the library created it) is this many seconds
+    # old; it also bounds how late a row may commit without being reported as inserted.
+    "SEAL_LAG_SECONDS": 60,
+    # Seconds between automatic seals (seal_if_due); the most rows one seal covers.
+    "SEAL_INTERVAL_SECONDS": 60,
+    "SEAL_MAX_ROWS": 100_000,
 }
 
 API_PAGINATIONS = ("cursor", "page")
@@ -455,6 +473,50 @@ class MLAuditSettings:
         return self._int("INGEST_RETRY_AFTER_SECONDS", minimum=1)
 
     @cached_property
+    def SEALING(self) -> bool:
+        return self._bool("SEALING")
+
+    @cached_property
+    def SEAL_KEY(self) -> bytes | None:
+        return _seal_key("SEAL_KEY", self._get("SEAL_KEY"))
+
+    @cached_property
+    def SEAL_KEY_ID(self) -> str:
+        value = self._get("SEAL_KEY_ID")
+        if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable():
+            raise ConfigurationError(
+                f"ML_AUDIT['SEAL_KEY_ID'] must be a short printable name, not {value!r}."
+            )
+        return value
+
+    @cached_property
+    def SEAL_PREVIOUS_KEYS(self) -> dict[str, bytes]:
+        value = self._get("SEAL_PREVIOUS_KEYS")
+        if not isinstance(value, Mapping):
+            raise ConfigurationError("ML_AUDIT['SEAL_PREVIOUS_KEYS'] must be a dict {key id: key}.")
+        keys = {}
+        for key_id, key in value.items():
+            checked = _seal_key(f"SEAL_PREVIOUS_KEYS[{key_id!r}]", key)
+            if not isinstance(key_id, str) or checked is None:
+                raise ConfigurationError(
+                    f"ML_AUDIT['SEAL_PREVIOUS_KEYS'] entry {key_id!r} needs a str id and a key."
+                )
+            keys[key_id] = checked
+        return keys
+
+    @cached_property
+    def SEAL_LAG_SECONDS(self) -> int:
+        return self._int("SEAL_LAG_SECONDS", minimum=0)
+
+    @cached_property
+    def SEAL_INTERVAL_SECONDS(self) -> int:
+        return self._int("SEAL_INTERVAL_SECONDS", minimum=1)
+
+    @cached_property
+    def SEAL_MAX_ROWS(self) -> int:
+        return self._int("SEAL_MAX_ROWS", minimum=1)
+
+    @cached_property
     def redaction_config(self) -> dict[str, Any]:
         """The effective redaction config: ``ML_AUDIT_REDACTION`` overlaid by ``REDACTION``."""
         legacy = getattr(django_settings, "ML_AUDIT_REDACTION", None) or {}
@@ -476,6 +538,26 @@ class MLAuditSettings:
 
 
 audit_settings = MLAuditSettings()
+
+#: The shortest SEAL_KEY accepted, in bytes (HMAC-SHA-256's block of security: 256 bits).
+MIN_SEAL_KEY_BYTES = 32
+
+
+def _seal_key(name: str, value: Any) -> bytes | None:
+    """A sealing key as bytes (str keys are UTF-8 encoded), ``None`` when unset; a key shorter
+    than :data:`MIN_SEAL_KEY_BYTES` is refused."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes):
+        raise ConfigurationError(f"ML_AUDIT[{name!r}] must be a str or bytes key.")
+    if len(value) < MIN_SEAL_KEY_BYTES:
+        raise ConfigurationError(
+            f"ML_AUDIT[{name!r}] is {len(value)} bytes long; a sealing key needs at least "
+            f"{MIN_SEAL_KEY_BYTES} (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+        )
+    return value
 
 
 def trace_url(trace_id: str) -> str | None:

@@ -34,6 +34,8 @@ __all__ = [
     "PredictionEvent",
     "PredictionStatus",
     "RequestingActor",
+    "Seal",
+    "SealMember",
 ]
 
 # Set by ml_audit.store.allow_purge() for the duration of a retention purge, never otherwise.
@@ -419,3 +421,6 @@ class IngestCredential(models.Model):
         state = " (revoked)" if self.revoked_at is not None else ""
         return f"{self.service_name} {self.token_prefix}…{state}"
 
+
+# The seals (tamper evidence) live in their own module; imported here so Django finds them.
+from ml_audit.seal_models import Seal, SealMember  # noqa: E402

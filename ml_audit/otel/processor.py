@@ -583,8 +583,9 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
                 batch = self._next_batch()
                 if batch is None:
                     return
-                if not batch:  # idle, and this process's spool is due for a replay
+                if not batch:  # idle: the spool may be due for a replay, the rows for a seal
                     self._replay(idle=True)
+                    self._seal_if_due()
                     continue
                 try:
                     self._process(batch)
@@ -596,12 +597,35 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
                     with self._lock:
                         self._finished += len(batch)
                         self._progress.notify_all()
+                self._seal_if_due()
         finally:
             with self._lock:
                 if self._worker is threading.current_thread():
                     self._worker = None
             with suppress(Exception):
                 connections.close_all()
+
+    def _seal_if_due(self) -> None:
+        """Tamper evidence (``ML_AUDIT['SEALING']``): seal the stored rows when due, on this
+        thread, never on a request's (see :func:`ml_audit.sealing.seal_if_due`)."""
+        if self._seal_interval() is None:
+            return
+        try:
+            from ml_audit.sealing import seal_if_due
+
+            run_untraced(seal_if_due, using=self._using)
+        except Exception:  # seal_if_due logs its own failures; this is a last resort
+            logger.exception("ml_audit: the audit writer's sealing step failed")
+
+    @staticmethod
+    def _seal_interval() -> float | None:
+        """Seconds between seals when sealing is on, else None."""
+        try:
+            if audit_settings.SEALING:
+                return float(audit_settings.SEAL_INTERVAL_SECONDS)
+        except Exception:  # invalid settings: reported by the system check, never fatal here
+            return None
+        return None
 
     def _next_batch(self) -> list[_Item] | None:
         """The next batch; [] when idle work is due; None when stopped and drained."""
@@ -632,7 +656,11 @@ class MLAuditSpanProcessor(SpoolRecovery, SpanProcessor):
                         return []
                     self._not_empty.wait(wait)
                 else:
-                    self._not_empty.wait()
+                    interval = self._seal_interval()
+                    if interval is None:
+                        self._not_empty.wait()
+                    elif not self._not_empty.wait(interval) and not queue:
+                        return []  # time to seal what was written
             count = min(self._max_batch_size, len(queue))
             batch = [queue.popleft() for _ in range(count)]
             self._taken += count
