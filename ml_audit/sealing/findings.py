@@ -94,6 +94,23 @@ class Report:
         if order < found._order:
             found.first, found.message, found._order = first, message, order
 
+    def merge(self, other: Report) -> None:
+        """Add ``other``'s findings and notices (from another process's share of the rows):
+        counts add up, and the first of each class is the lower of the two."""
+        for mine, theirs in ((self.findings, other.findings), (self.notices, other.notices)):
+            for name, finding in theirs.items():
+                found = mine.get(name)
+                if found is None:
+                    mine[name] = finding
+                    continue
+                found.count += finding.count
+                if finding._order < found._order:
+                    found.first, found.message, found._order = (
+                        finding.first,
+                        finding.message,
+                        finding._order,
+                    )
+
     def as_json(self) -> dict[str, Any]:
         ordered = sorted(self.findings.values(), key=lambda f: FINDING_CLASSES.index(f.name))
         return {

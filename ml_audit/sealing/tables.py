@@ -448,7 +448,7 @@ PREDICTION = SealedTable(
     recorded_index=2,
     columns=PREDICTION_COLUMNS,
     joins=(
-        "JOIN ml_audit_modelversion mv ON mv.id = p.model_id "
+        "LEFT JOIN ml_audit_modelversion mv ON mv.id = p.model_id "
         "LEFT JOIN ml_audit_requestingactor a ON a.id = p.actor_id"
     ),
     rehash=prediction_hash,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,10 @@ from ml_audit.seal_models import Seal
 from ml_audit.sealing.findings import Report
 from ml_audit.sealing.heads import ALGORITHM, GENESIS, head_hash, head_of, key_for, mac_of
 from ml_audit.sealing.merkle import MerkleBuilder, leaf_data
-from ml_audit.sealing.tables import TABLES, SealedTable, created_at_of, uuid_text, when
+from ml_audit.sealing.pgcopy import copy_lines, decode_line
+from ml_audit.sealing.rowpass import State, copy_rows, judge, member_join, window
+from ml_audit.sealing.tables import PREDICTION, TABLES, SealedTable, uuid_text
+from ml_audit.sealing.worker import Task, Worker
 
 __all__ = ["verify"]
 
@@ -54,39 +57,86 @@ def verify(
     alias = resolve_alias(using)
     report = Report()
     started = time.perf_counter()
-    with _snapshot(alias):
+    with _snapshot(alias) as own:
         state = _check_chain(alias, report, against)
-        _check_roots(alias, report, state, since, until, progress)
-        for table in TABLES:
-            _check_rows(alias, report, state, table, since, until, progress)
-            _check_deleted(alias, report, state, table, since, until)
+        # The prediction rows below a split id go to a worker process (PostgreSQL, many rows).
+        worker, split = _start_worker(alias, state, since, until) if own else (None, None)
+        try:
+            _check_roots(alias, report, state, since, until, progress)
+            for table in TABLES:
+                bound = (">=", split) if table is PREDICTION and split is not None else None
+                _check_rows(alias, report, state, table, since, until, progress, bound)
+                _check_deleted(alias, report, state, table, since, until)
+            if worker is not None:
+                rows, pending, theirs = worker.result()
+                report.merge(theirs)
+                add_counts(report, PREDICTION.name, rows, pending)
+                if progress is not None:
+                    progress(rows)
+        finally:
+            if worker is not None:
+                worker.stop()
     report.seconds = time.perf_counter() - started
     return report
 
 
-class _State:
-    """What the chain pass learnt about the seals, for the later passes."""
+#: Predictions (estimated) from which a worker process takes a share of the row pass, and
+#: that share: the parent also checks the seal roots and the other tables meanwhile.
+PARALLEL_MIN_ROWS = 200_000
+WORKER_SHARE = 0.7
 
-    def __init__(self) -> None:
-        # seal id -> (root, leaves, members_from, members_to, covered_from, covered_to)
-        self.seals: dict[int, tuple[str, int, int, int, Any, Any]] = {}
-        # seal id -> horizon of the seal before it (rows created before it arrived late)
-        self.previous_horizon: dict[int, dt.datetime] = {}
-        self.horizon: dt.datetime | None = None
 
-    def overlaps(self, seal_id: int, since: Any, until: Any) -> bool:
-        covered_from, covered_to = self.seals[seal_id][4:6]
-        if covered_from is None:
-            return True
-        return not (
-            (since is not None and covered_to < since)
-            or (until is not None and covered_from >= until)
+def _start_worker(
+    alias: str, state: State, since: Any, until: Any
+) -> tuple[Worker | None, str | None]:
+    """On PostgreSQL with psycopg 3 and enough predictions: a worker checking the predictions
+    below a split id in this transaction's snapshot, and the split id."""
+    if not _copies(alias):
+        return None, None
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [PREDICTION.table]
         )
+        estimate = max(int(cursor.fetchone()[0]), 0)
+        if estimate < PARALLEL_MIN_ROWS or estimate <= 0:
+            return None, None
+        cursor.execute(
+            f"SELECT id::text FROM {PREDICTION.table} ORDER BY id OFFSET %s LIMIT 1",
+            [int(estimate * WORKER_SHARE)],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            return None, None
+        split = found[0]
+        cursor.execute(
+            "SELECT pg_export_snapshot(), current_setting('DateStyle'), "
+            "current_setting('IntervalStyle'), current_setting('extra_float_digits')"
+        )
+        snapshot, date_style, interval_style, float_digits = cursor.fetchone()
+    from psycopg.conninfo import make_conninfo
+
+    info = connections[alias].connection.info
+    tail, params = _tail(PREDICTION, since, until, ("<", split))
+    task = Task(
+        conninfo=make_conninfo(info.dsn, password=info.password),
+        snapshot=snapshot,
+        settings=[
+            ("DateStyle", date_style),
+            ("IntervalStyle", interval_style),
+            ("extra_float_digits", float_digits),
+        ],
+        state=state,
+        kind=PREDICTION.kind,
+        tail=tail,
+        params=params,
+    )
+    return Worker(task), split
 
 
 @contextmanager
-def _snapshot(alias: str) -> Iterator[None]:
-    """One consistent, read-only view of the database for every pass."""
+def _snapshot(alias: str) -> Iterator[bool]:
+    """One consistent, read-only view of the database for every pass; whether it is the
+    verifier's own REPEATABLE READ transaction (one a worker can share)."""
     connection = connections[alias]
     outer = connection.in_atomic_block
     with transaction.atomic(using=alias):
@@ -95,7 +145,7 @@ def _snapshot(alias: str) -> Iterator[None]:
                 if not outer:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cursor.execute("SET LOCAL work_mem = '64MB'")
-        yield
+        yield not outer and connection.vendor == "postgresql"
 
 
 def _stream(alias: str, sql: str, params: list[Any] | None = None) -> Iterator[list[Any]]:
@@ -109,8 +159,8 @@ def _stream(alias: str, sql: str, params: list[Any] | None = None) -> Iterator[l
 # ------------------------------------------------------------------------------ 1. the chain
 
 
-def _check_chain(alias: str, report: Report, against: dict[str, Any] | None) -> _State:
-    state = _State()
+def _check_chain(alias: str, report: Report, against: dict[str, Any] | None) -> State:
+    state = State()
     previous: Seal | None = None
     previous_hash = GENESIS
     previous_forged = False
@@ -192,7 +242,7 @@ def _check_export(alias: str, report: Report, document: dict[str, Any]) -> None:
 
 
 def _check_roots(
-    alias: str, report: Report, state: _State, since: Any, until: Any, progress: Progress | None
+    alias: str, report: Report, state: State, since: Any, until: Any, progress: Progress | None
 ) -> None:
     wanted = [s for s in state.seals if state.overlaps(s, since, until)]
     if not wanted:
@@ -225,16 +275,38 @@ def _check_roots(
                 f"{expected[1]} rows it sealed",
             )
 
-    for chunk in _stream(alias, sql, params):
-        members += len(chunk)
-        for seal_id, member_id, kind, row_id, row_hash in chunk:
-            if seal_id != current:
-                finish()
-                current, builder, first_member = seal_id, MerkleBuilder(), member_id
-            last_member = member_id
-            builder.add(leaf_data(kind, uuid_text(row_id), row_hash))
-        if progress is not None:
-            progress(len(chunk))
+    if _copies(alias):
+        # COPY lines, as text: "seal id, member id, kind, row id, row hash" (the leaf's texts).
+        sql = sql.replace("row_id,", "row_id::text,")
+        current_text = last_text = ""
+        with connections[alias].connection.cursor() as cursor:
+            for lines in copy_lines(cursor, sql, params):
+                members += len(lines)
+                for line in lines:
+                    f: Sequence[Any] = decode_line(line) if "\\" in line else line.split("\t")
+                    if f[0] != current_text:
+                        if current is not None:
+                            last_member = int(last_text)
+                        finish()
+                        current_text, current = f[0], int(f[0])
+                        builder, first_member = MerkleBuilder(), int(f[1])
+                    last_text = f[1]
+                    builder.add(f"ml_audit.leaf/1|{f[2]}|{f[3]}|{f[4]}".encode("ascii"))
+                if progress is not None:
+                    progress(len(lines))
+        if current is not None:
+            last_member = int(last_text)
+    else:
+        for chunk in _stream(alias, sql, params):
+            members += len(chunk)
+            for seal_id, member_id, kind, row_id, row_hash in chunk:
+                if seal_id != current:
+                    finish()
+                    current, builder, first_member = seal_id, MerkleBuilder(), member_id
+                last_member = member_id
+                builder.add(leaf_data(kind, uuid_text(row_id), row_hash))
+            if progress is not None:
+                progress(len(chunk))
     finish()
     for seal_id in wanted:
         if seal_id not in done and state.seals[seal_id][1] > 0:
@@ -245,107 +317,95 @@ def _check_roots(
 # ------------------------------------------------------------------------------ 3. rows
 
 
-def _window(table: SealedTable, since: Any, until: Any) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if since is not None:
-        clauses.append(f"{table.recorded} >= %s")
-        params.append(since)
-    if until is not None:
-        clauses.append(f"{table.recorded} < %s")
-        params.append(until)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
 def _check_rows(
     alias: str,
     report: Report,
-    state: _State,
+    state: State,
     table: SealedTable,
     since: Any,
     until: Any,
     progress: Progress | None,
+    bound: tuple[str, Any] | None = None,
 ) -> None:
-    where, params = _window(table, since, until)
-    sql = (
-        table.select(connections[alias].vendor, ", m.seal_id, m.row_hash")
-        + f" LEFT JOIN ml_audit_sealmember m ON m.kind = {table.kind}"
-        + f" AND m.row_id = {table.alias}.id"
-        + where
-    )
-    horizon = state.horizon
-    previous_horizon = state.previous_horizon
+    """The row pass over ``table`` (its ids narrowed by ``bound``, if any: see :func:`_tail`)."""
+    tail, params = _tail(table, since, until, bound)
+    if _copies(alias):
+        with connections[alias].connection.cursor() as cursor:
+            rows, pending = copy_rows(cursor, report, state, table, tail, params, progress)
+    else:
+        rows, pending = _cursor_rows(alias, report, state, table, tail, params, progress)
+    add_counts(report, table.name, rows, pending)
+
+
+def _tail(
+    table: SealedTable, since: Any, until: Any, bound: tuple[str, Any] | None
+) -> tuple[str, list[Any]]:
+    """What follows the row pass's ``FROM`` clause: the member join and the ``WHERE`` clause,
+    with the ids (of the rows and of their members) ``<`` or ``>=`` an id if ``bound`` says so.
+    """
+    where, params = window(table, since, until)
+    join = member_join(table)
+    if bound is None:
+        return join + where, params
+    operator, value = bound
+    assert operator in {"<", ">="}
+    condition = f"{table.alias}.id {operator} %s"
+    where = f"{where} AND {condition}" if where else f" WHERE {condition}"
+    return f"{join} AND m.row_id {operator} %s{where}", [value, *params, value]
+
+
+def add_counts(report: Report, name: str, rows: int, pending: int) -> None:
+    report.checked[name] = report.checked.get(name, 0) + rows
+    if pending:
+        key = f"{name} not sealed yet"
+        report.checked[key] = report.checked.get(key, 0) + pending
+
+
+def _cursor_rows(
+    alias: str,
+    report: Report,
+    state: State,
+    table: SealedTable,
+    tail: str,
+    params: list[Any],
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """The row pass through a (server-side) cursor: SQLite, psycopg 2."""
+    sql = table.select(connections[alias].vendor, ", m.seal_id, m.row_hash") + tail
     rehash = table.rehash
-    name = table.name
-    recorded_index = table.recorded_index
-    stores_hash = table.stores_hash
     rows = pending = 0
     for chunk in _stream(alias, sql, params):
         rows += len(chunk)
         for row in chunk:
-            seal_id, sealed_hash = row[-2], row[-1]
             recomputed, problem = rehash(row[:-2])
-            stored = row[-3] if stores_hash else recomputed
-            if recomputed != stored or problem is not None:
-                report.add(
-                    "changed_row",
-                    _row_ref(name, row[0], seal_id),
-                    problem or "its content does not match its content_hash",
-                )
-            elif sealed_hash is not None and stored != sealed_hash:
-                report.add(
-                    "rehashed_row" if stores_hash else "changed_row",
-                    _row_ref(name, row[0], seal_id),
-                    "its hash is not the one sealed for it"
-                    + (" (content and content_hash were rewritten)" if stores_hash else ""),
-                )
-            if seal_id is None:
-                row_id = uuid_text(row[0])
-                recorded = when(row[recorded_index])
-                created = created_at_of(row_id, recorded)
-                if horizon is not None and created < horizon:
-                    report.add(
-                        "backdated_row" if recorded < horizon else "inserted_row",
-                        {"table": name, "id": row_id},
-                        f"in no seal, though created {created.isoformat()} before the newest "
-                        f"horizon {horizon.isoformat()}",
-                    )
-                else:
-                    pending += 1
-            elif seal_id in previous_horizon:
-                row_id = uuid_text(row[0])
-                created = created_at_of(row_id, when(row[recorded_index]))
-                if created < previous_horizon[seal_id]:
-                    report.add(
-                        "late_row",
-                        _row_ref(name, row[0], seal_id),
-                        "sealed later than the seal before its seal vouched for (a replay "
-                        "after an outage, or a row inserted before it was sealed)",
-                        notice=True,
-                    )
+            pending += judge(report, state, table, row, recomputed, problem)
         if progress is not None:
             progress(len(chunk))
-    report.checked[table.name] = report.checked.get(table.name, 0) + rows
-    if pending:
-        report.checked[f"{table.name} not sealed yet"] = pending
+    return rows, pending
 
 
-def _row_ref(name: str, row_id: Any, seal_id: int | None) -> dict[str, Any]:
-    ref: dict[str, Any] = {"table": name, "id": uuid_text(row_id)}
-    if seal_id is not None:
-        ref["seal"] = seal_id
-    return ref
+def _copies(alias: str) -> bool:
+    """Whether ``alias`` is PostgreSQL through psycopg 3, which streams ``COPY ... TO STDOUT``."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return False
+    connection.ensure_connection()
+    return hasattr(connection.connection, "pgconn")
 
 
 # ------------------------------------------------------------------------------ 4. deletions
 
 
 def _check_deleted(
-    alias: str, report: Report, state: _State, table: SealedTable, since: Any, until: Any
+    alias: str, report: Report, state: State, table: SealedTable, since: Any, until: Any
 ) -> None:
     a = table.alias
     sql = (
         f"SELECT m.row_id, m.seal_id FROM ml_audit_sealmember m WHERE m.kind = {table.kind} "
         f"AND NOT EXISTS (SELECT 1 FROM {table.table} {a} WHERE {a}.id = m.row_id)"
+        # Removed by a recorded purge, with the very hash that was sealed: not a deletion.
+        " AND NOT EXISTS (SELECT 1 FROM ml_audit_purgedrow t WHERE t.kind = m.kind"
+        " AND t.row_id = m.row_id AND t.row_hash = m.row_hash)"
     )
     for chunk in _stream(alias, sql):
         for row_id, seal_id in chunk:

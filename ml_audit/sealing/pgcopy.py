@@ -1,0 +1,348 @@
+"""PostgreSQL's side of the verifier: rows read with ``COPY (SELECT ...) TO STDOUT`` and hashed
+by fast paths that decline anything they cannot vouch for.
+
+``COPY`` streams a query's rows as text lines while PostgreSQL keeps producing them, so the
+database and this process work at the same time (a server-side cursor's ``FETCH`` lets one wait
+for the other). A line is split on tabs; a field holding a backslash is a NULL (``\\N``) or an
+escaped character and is decoded by :func:`decode_line`. Columns are selected as text, as the
+generic path selects them (:meth:`~ml_audit.sealing.tables.SealedTable.expressions`), and
+:func:`generic_row` turns a line into exactly the tuple a cursor would have returned (tested).
+
+:func:`prediction_fast` / :func:`explanation_fast` recompute a row's hash from the line's texts
+with orjson; they return ``None`` (the caller then uses the generic hasher of
+:mod:`ml_audit.sealing.tables` on :func:`generic_row`) whenever the canonical text could differ
+from :func:`ml_audit.canonical.canonical_json`'s:
+
+* a JSON text containing ``e-``, ``E-`` or ``0.0000`` (a float below 1e-4 in magnitude, which
+  orjson writes differently; PostgreSQL's jsonb writes numbers without exponent);
+* a canonical text containing ``e+``: orjson reads an integer beyond 64 bits as a float, and a
+  float that large is always written with an exponent (so are floats >= 1e16, which only cost
+  the fast path);
+* a non-finite or below-1e-4 float column, a JSON column of an unexpected type, a registry id
+  not read, a value orjson refuses.
+
+The prediction registry (model versions, actors: few rows) is read once per verification in the
+same snapshot and each entry's canonical value built once (:func:`read_registry`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from ml_audit.canonical import RECORD_SCHEMA
+
+__all__ = [
+    "PREDICTION_EXPRESSIONS",
+    "Registry",
+    "copy_lines",
+    "decode_line",
+    "explanation_fast",
+    "generic_row",
+    "prediction_fast",
+    "prediction_generic",
+    "read_registry",
+]
+
+_sha256 = hashlib.sha256
+_loads = orjson.loads
+_dumps = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+_isfinite = math.isfinite
+
+#: Lines joined and decoded at once.
+BATCH = 2000
+
+
+def copy_lines(cursor: Any, sql: str, params: Sequence[Any] | None = None) -> Iterator[list[str]]:
+    """The lines (without their newline) of ``COPY (sql) TO STDOUT``, in batches.
+
+    ``cursor`` is a psycopg 3 cursor (which binds ``params`` client-side: ``COPY`` takes no
+    parameters)."""
+    with cursor.copy(f"COPY ({sql}) TO STDOUT", params or None) as copy:
+        pending: list[Any] = []
+        append = pending.append
+        for block in copy:
+            append(block)
+            if len(pending) >= BATCH:
+                yield b"".join(pending).decode("utf-8").split("\n")[:-1]
+                pending.clear()
+        if pending:
+            yield b"".join(pending).decode("utf-8").split("\n")[:-1]
+
+
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|[0-7]{1,3}|.)", re.DOTALL)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code[0] == "x" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    if code[0] in "01234567":
+        return chr(int(code, 8))
+    return _ESCAPES.get(code, code)
+
+
+def decode_line(line: str) -> list[str | None]:
+    """A ``COPY`` text line's fields: ``\\N`` is NULL, backslash sequences are decoded."""
+    return [
+        None if field == "\\N" else _ESCAPE.sub(_unescape, field) if "\\" in field else field
+        for field in line.split("\t")
+    ]
+
+
+def generic_row(
+    fields: Sequence[str | None], ints: Sequence[int], floats: Sequence[int]
+) -> list[Any]:
+    """``fields`` with the integer and float columns converted: what a cursor returns."""
+    row: list[Any] = list(fields)
+    for index in ints:
+        if row[index] is not None:
+            row[index] = int(row[index])
+    for index in floats:
+        if row[index] is not None:
+            row[index] = float(row[index])
+    return row
+
+
+# ----------------------------------------------------------------------------- the registry
+
+#: ``(models, actors)``: model version id text -> ``(name, version, canonical value)``; actor id
+#: text -> ``(actor_type, actor_id, tenant_id, canonical value, tenant)``.
+Registry = tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]]
+
+
+def read_registry(cursor: Any) -> Registry:
+    """Every model version and actor (a few rows), with the values their predictions hash."""
+    models: dict[str, tuple[Any, ...]] = {}
+    cursor.execute("SELECT id::text, model_name, version FROM ml_audit_modelversion")
+    for row_id, name, version in cursor.fetchall():
+        models[row_id] = (name, version, {"name": name, "version": version})
+    actors: dict[str, tuple[Any, ...]] = {}
+    cursor.execute("SELECT id::text, actor_type, actor_id, tenant_id FROM ml_audit_requestingactor")
+    for row_id, actor_type, actor_id, tenant_id in cursor.fetchall():
+        tenant = tenant_id or ""
+        value = {"type": actor_type, "id": actor_id, "tenant": tenant}
+        actors[row_id] = (actor_type, actor_id, tenant_id, value, tenant)
+    return models, actors
+
+
+# ----------------------------------------------------------------------------- predictions
+
+#: What the row pass selects of a prediction: the registry ids instead of a join (the registry
+#: is read once, :func:`read_registry`), then the member's seal id and hash.
+PREDICTION_EXPRESSIONS = (
+    "p.id::text",
+    "p.prediction_id",
+    "(p.timestamp AT TIME ZONE 'UTC')::text",
+    "p.model_id::text",
+    "p.actor_id::text",
+    "p.environment",
+    "p.tenant_id",
+    "p.client_ip",
+    "p.user_agent",
+    "p.auth_context",
+    "p.features",
+    "p.redaction",
+    "p.input_fingerprint",
+    "p.output",
+    "p.confidence",
+    "p.decision_outcome",
+    "p.status",
+    "p.error_type",
+    "p.error_message",
+    "p.latency_ms",
+    "p.metadata",
+    "p.trace_id",
+    "p.span_id",
+    "p.parent_span_id",
+    "p.correlation_id",
+    "p.content_hash",
+    "m.seal_id",
+    "m.row_hash",
+)
+
+
+def prediction_generic(f: Sequence[Any], registry: Registry) -> list[Any]:
+    """A line of :data:`PREDICTION_EXPRESSIONS` as the generic path's row: the columns of
+    ``tables.PREDICTION_COLUMNS`` (registry columns ``None`` where the join finds no row), then
+    seal id and sealed hash."""
+    model = registry[0].get(f[3])
+    actor = registry[1].get(f[4]) if f[4] is not None else None
+    name, version = (model[0], model[1]) if model is not None else (None, None)
+    actor_type, actor_id, tenant = actor[:3] if actor is not None else (None, None, None)
+    confidence, latency, seal_id = f[14], f[19], f[26]
+    return [
+        *f[0:3],
+        name,
+        version,
+        f[5],
+        actor_type,
+        actor_id,
+        tenant,
+        *f[6:14],
+        None if confidence is None else float(confidence),
+        *f[15:19],
+        None if latency is None else float(latency),
+        *f[20:26],
+        None if seal_id is None else int(seal_id),
+        f[27],
+    ]
+
+
+# ----------------------------------------------------------------------------- fast hashers
+
+#: Parsed JSON texts that repeat from row to row (request context, redaction, metadata),
+#: bounded; orjson never changes a value it writes, so sharing them is safe.
+_CACHE_LIMIT = 4096
+
+
+def _json(text: str | None, cache: dict[str, Any]) -> Any:
+    if text is None:
+        return None
+    value = cache.get(text)
+    if value is None:
+        value = _loads(text)
+        if len(cache) < _CACHE_LIMIT:
+            cache[text] = value
+    return value
+
+
+def _iso(text: str) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS[.f]`` (UTC) as the records write it, or ``None`` (as
+    ``tables._iso`` reads it)."""
+    size = len(text)
+    if size < 19 or text[10] != " " or text[4] != "-":
+        return None
+    if size == 19:
+        return f"{text[:10]}T{text[11:]}.000000+00:00"
+    if text[19] == "." and size <= 26 and text[20:].isdigit():
+        return f"{text[:10]}T{text[11:19]}.{text[20:].ljust(6, '0')}+00:00"
+    return None
+
+
+def _float(text: str | None) -> float | bool | None:
+    """A float column's value, or ``False`` where orjson would write it differently."""
+    if text is None:
+        return None
+    value = float(text)
+    if not _isfinite(value) or (value != 0 and -1e-4 < value < 1e-4):
+        return False
+    return value
+
+
+def prediction_fast(
+    f: Sequence[Any], registry: Registry, cache: dict[str, Any]
+) -> tuple[str, str | None] | None:
+    """``(content hash, problem)`` of a prediction line's fields (:data:`PG_PREDICTION` order),
+    as :func:`ml_audit.sealing.tables.prediction_hash` computes it, or ``None`` to use it."""
+    model = registry[0].get(f[3])
+    if model is None:
+        return None
+    auth_text, features, redaction, output, metadata = f[9], f[10], f[11], f[13], f[20]
+    texts = f"{auth_text}{features}{redaction}{output}{metadata}"
+    if "e-" in texts or "E-" in texts or "0.0000" in texts:
+        return None
+    confidence = _float(f[14])
+    latency = _float(f[19])
+    timestamp = _iso(f[2])
+    if confidence is False or latency is False or timestamp is None:
+        return None
+    try:
+        auth = _json(auth_text, cache)
+        if auth is not None and type(auth) is not dict:
+            return None
+        problem = None
+        actor_key = f[4]
+        client_ip, user_agent = f[7], f[8]
+        if actor_key is None:
+            actor_value = None
+            tenant = ""
+            if client_ip is not None or user_agent or auth:
+                problem = "request context on a prediction without an actor"
+            client_ip, user_agent, auth = None, "", {}
+        else:
+            actor = registry[1].get(actor_key)
+            if actor is None:
+                return None
+            actor_value, tenant = actor[3], actor[4]
+            user_agent = user_agent or ""
+            if auth is None:
+                auth = {}
+        if f[6] != tenant:
+            problem = "tenant_id differs from the actor's tenant"
+        canonical = _dumps(
+            {
+                "schema": RECORD_SCHEMA,
+                "id": f[0],
+                "prediction_id": f[1],
+                "timestamp": timestamp,
+                "model": model[2],
+                "environment": f[5],
+                "actor": actor_value,
+                "tenant_id": tenant,
+                "client_ip": client_ip,
+                "user_agent": user_agent,
+                "auth_context": auth,
+                "features": _loads(features),
+                "redaction": _json(redaction, cache),
+                "input_fingerprint": f[12],
+                "output": None if output is None else _loads(output),
+                "confidence": confidence,
+                "decision_outcome": f[15],
+                "status": f[16],
+                "error_type": f[17],
+                "error_message": f[18],
+                "latency_ms": latency,
+                "metadata": _json(metadata, cache),
+                "trace_id": f[21],
+                "span_id": f[22],
+                "parent_span_id": f[23],
+                "correlation_id": f[24],
+            },
+            option=_SORT,
+        )
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if b"e+" in canonical:
+        return None
+    return _sha256(canonical).hexdigest(), problem
+
+
+def explanation_fast(f: Sequence[Any]) -> tuple[str, None] | None:
+    """The content hash of an explanation line's fields (``EXPLANATION_COLUMNS`` order), as
+    :func:`ml_audit.sealing.tables.explanation_hash` computes it, or ``None`` to use it."""
+    payload = f[5]
+    if payload is None or "e-" in payload or "E-" in payload or "0.0000" in payload:
+        return None
+    generated_at, created_at = _iso(f[8]), _iso(f[9])
+    if generated_at is None or created_at is None:
+        return None
+    try:
+        canonical = _dumps(
+            {
+                "schema": RECORD_SCHEMA,
+                "id": f[0],
+                "prediction": f[1],
+                "revision": int(f[2]),
+                "method": f[3],
+                "method_version": f[4],
+                "payload": _loads(payload),
+                "summary_text": f[6],
+                "status": f[7],
+                "generated_at": generated_at,
+                "created_at": created_at,
+            },
+            option=_SORT,
+        )
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if b"e+" in canonical:
+        return None
+    return _sha256(canonical).hexdigest(), None
