@@ -699,3 +699,6 @@ class AccessLogAdmin(ScopedAdmin):
 
 # The ingest endpoint's credentials: an admin that writes, so it lives with the endpoint.
 from ml_audit.ingest import admin as _ingest_admin  # noqa: E402, F401
+
+# Legal holds (adding a hold or a release is the one write) and purge records.
+from ml_audit.retention import admin as _retention_admin  # noqa: E402, F401

@@ -10,6 +10,8 @@ ml_audit.E004  the spool directory exists and is not private: owned by another u
                by its group or by everyone, or not a directory (the spool refuses it too)
 ml_audit.E005  sealing is on (``SEALING``) without a ``SEAL_KEY``, or a sealing key is
                shorter than 32 bytes
+ml_audit.E006  a retention period (``RETENTION``) is below the floor (six months, or
+               ``RETENTION["FLOOR_DAYS"]``) and ``RETENTION_FLOOR_OVERRIDE`` gives no reason
 ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
 ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
 ml_audit.W003  spool files would live in the system temp directory (may be wiped on reboot)
@@ -62,6 +64,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     messages.extend(_seal_key_messages(conf))
+    messages.extend(_retention_messages(conf))
     if not settings.USE_TZ:
         messages.append(
             Error(
@@ -131,6 +134,25 @@ def _seal_key_messages(conf: MLAuditSettings) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+def _retention_messages(conf: MLAuditSettings) -> list[CheckMessage]:
+    try:
+        problems = conf.RETENTION.below_floor()
+    except ConfigurationError:
+        return []  # already reported as E001
+    if not problems:
+        return []
+    return [
+        Error(
+            "ML_AUDIT['RETENTION'] keeps rows for less than the retention floor: "
+            + ", ".join(problems),
+            hint="Raise the period(s) (EU AI Act Art. 19/26(6): at least six months), or set "
+            "ML_AUDIT['RETENTION_FLOOR_OVERRIDE'] to the reason a shorter period is lawful "
+            "(docs/retention.md).",
+            id="ml_audit.E006",
+        )
+    ]
 
 
 def _spool_dir_messages(conf: MLAuditSettings, spool_dir: Path) -> list[CheckMessage]:

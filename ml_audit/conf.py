@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
@@ -159,6 +160,19 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between automatic seals (seal_if_due); the most rows one seal covers.
     "SEAL_INTERVAL_SECONDS": 60,
     "SEAL_MAX_ROWS": 100_000,
+    # --- Retention, legal holds, purges (ml_audit.retention; docs/retention.md) ---
+    # How long rows are kept, in days: {"DEFAULT_DAYS": 760, "MODELS": {model name: days},
+    # "TENANTS": {tenant id: days}, "ACCESS_LOG_DAYS": days, "FLOOR_DAYS": 183}. A missing
+    # or None period keeps rows forever; {} (the default) purges nothing.
+    "RETENTION": {},
+    # A period below the floor (RETENTION["FLOOR_DAYS"], at least 183 days = six months, EU AI
+    # Act Art. 19 / 26(6)) is refused by system check ml_audit.E006 unless this names why.
+    "RETENTION_FLOOR_OVERRIDE": None,
+    # PostgreSQL: the role whose members alone may open the purge hatch (checked by the
+    # trigger function; written into it by migration 0009 and by ml_audit_db_roles --apply).
+    "PURGE_ROLE": "ml_audit_purge",
+    # Rows deleted per transaction by ml_audit_purge --execute.
+    "PURGE_BATCH_SIZE": 1000,
 }
 
 API_PAGINATIONS = ("cursor", "page")
@@ -517,6 +531,32 @@ class MLAuditSettings:
         return self._int("SEAL_MAX_ROWS", minimum=1)
 
     @cached_property
+    def RETENTION(self) -> Any:
+        from ml_audit.retention.policy import RetentionPolicy
+
+        return RetentionPolicy.from_settings(
+            self._get("RETENTION"), self._get("RETENTION_FLOOR_OVERRIDE")
+        )
+
+    @cached_property
+    def RETENTION_FLOOR_OVERRIDE(self) -> str | None:
+        return self.RETENTION.floor_override  # type: ignore[no-any-return]
+
+    @cached_property
+    def PURGE_ROLE(self) -> str:
+        value = self._get("PURGE_ROLE")
+        if not isinstance(value, str) or not _ROLE_NAME(value):
+            raise ConfigurationError(
+                f"ML_AUDIT['PURGE_ROLE'] must be a PostgreSQL role name ([a-z_][a-z0-9_]*, "
+                f"at most 63 characters), not {value!r}."
+            )
+        return value
+
+    @cached_property
+    def PURGE_BATCH_SIZE(self) -> int:
+        return self._int("PURGE_BATCH_SIZE", minimum=1)
+
+    @cached_property
     def redaction_config(self) -> dict[str, Any]:
         """The effective redaction config: ``ML_AUDIT_REDACTION`` overlaid by ``REDACTION``."""
         legacy = getattr(django_settings, "ML_AUDIT_REDACTION", None) or {}
@@ -538,6 +578,9 @@ class MLAuditSettings:
 
 
 audit_settings = MLAuditSettings()
+
+#: A role name ``PURGE_ROLE`` accepts: written into SQL unquoted, so plain identifiers only.
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}").fullmatch
 
 #: The shortest SEAL_KEY accepted, in bytes (HMAC-SHA-256's block of security: 256 bits).
 MIN_SEAL_KEY_BYTES = 32

@@ -424,3 +424,7 @@ class IngestCredential(models.Model):
 
 # The seals (tamper evidence) live in their own module; imported here so Django finds them.
 from ml_audit.seal_models import Seal, SealMember  # noqa: E402
+
+# isort: split
+# Legal holds and purge records (retention) live in their own module too.
+from ml_audit.retention_models import LegalHold, PurgedRow, PurgeRecord  # noqa: E402, F401
