@@ -53,6 +53,35 @@ def setup() -> str:
     return label
 
 
+def setup_postgres(name: str, suffix: str, ml_audit: dict[str, Any], *, recreate: bool) -> None:
+    """Configure Django on ``DATABASE_URL`` (PostgreSQL only; ``name`` says who needs it) with
+    the database ``<name of the URL's database><suffix>``, recreated when ``recreate``, and
+    ``ML_AUDIT = ml_audit``, migrated."""
+    from tests.settings import database_from_url
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        sys.exit(f"{name} needs PostgreSQL: set DATABASE_URL=postgres://...")
+    database = database_from_url(url)
+    database["NAME"] = database["NAME"] + suffix
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        SECRET_KEY="benchmark",
+        DATABASES={"default": database},
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "ml_audit"],
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        ML_AUDIT=ml_audit,
+    )
+    if recreate or not _database_exists(database):
+        _recreate_postgres_database(database)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
 def _recreate_postgres_database(database: dict[str, str]) -> None:
     with _server_connection(database) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{database["NAME"]}" WITH (FORCE)')

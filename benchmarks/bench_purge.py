@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import django
-from _django import ROOT, _recreate_postgres_database
-from django.conf import settings
+from _django import ROOT, setup_postgres
 
 BENCH_SETTINGS: dict[str, Any] = {
     "OTEL_ENABLED": False,
@@ -43,31 +41,7 @@ BENCH_SETTINGS: dict[str, Any] = {
 
 
 def setup(*, recreate: bool) -> None:
-    sys.path.insert(0, str(ROOT))
-    from tests.settings import database_from_url
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench_purge needs PostgreSQL: set DATABASE_URL=postgres://...")
-    database = database_from_url(url)
-    database["NAME"] = database["NAME"] + "_bench_purge"
-    settings.configure(
-        DEBUG=False,
-        USE_TZ=True,
-        TIME_ZONE="UTC",
-        SECRET_KEY="benchmark",
-        DATABASES={"default": database},
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "ml_audit"],
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ML_AUDIT=BENCH_SETTINGS,
-    )
-    if recreate:
-        _recreate_postgres_database(database)
-    django.setup()
-    if recreate:
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+    setup_postgres("bench_purge", "_bench_purge", BENCH_SETTINGS, recreate=recreate)
 
 
 def record_loop(stop_file: Path, out_file: Path) -> None:

@@ -22,48 +22,26 @@ import argparse
 import cProfile
 import datetime as dt
 import json
-import os
 import pstats
 import random
 import statistics
-import sys
 import time
 import uuid
 from typing import Any
 
-import django
-from _django import ROOT, _database_exists, _recreate_postgres_database
-from django.conf import settings
+from _django import setup_postgres
 
 META_TABLE = "bench_verify_meta"
 KEY = "bench-verify-key-" + "x" * 32
 
 
 def setup(reuse: bool) -> None:
-    sys.path.insert(0, str(ROOT))
-    from tests.settings import database_from_url
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("bench_verify needs PostgreSQL: set DATABASE_URL=postgres://...")
-    database = database_from_url(url)
-    database["NAME"] = database["NAME"] + "_bench_verify"
-    settings.configure(
-        DEBUG=False,
-        USE_TZ=True,
-        TIME_ZONE="UTC",
-        SECRET_KEY="benchmark",
-        DATABASES={"default": database},
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "ml_audit"],
-        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-        ML_AUDIT={"OTEL_ENABLED": False, "SEAL_KEY": KEY, "SEAL_LAG_SECONDS": 0},
+    setup_postgres(
+        "bench_verify",
+        "_bench_verify",
+        {"OTEL_ENABLED": False, "SEAL_KEY": KEY, "SEAL_LAG_SECONDS": 0},
+        recreate=not reuse,
     )
-    if not (reuse and _database_exists(database)):
-        _recreate_postgres_database(database)
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def reusable(rows: int) -> dict[str, Any] | None:
