@@ -31,11 +31,17 @@ __all__ = [
     "FrameworkChoice",
     "IngestCredential",
     "ModelVersion",
+    "Outcome",
     "PredictionEvent",
     "PredictionStatus",
+    "ReasonCodes",
     "RequestingActor",
+    "Review",
+    "ReviewAction",
     "Seal",
     "SealMember",
+    "SubjectErasure",
+    "SubjectKey",
 ]
 
 # Set by ml_audit.store.allow_purge() for the duration of a retention purge, never otherwise.
@@ -237,6 +243,8 @@ class PredictionEvent(AppendOnlyModel):
     latency_ms = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
+    # Whom the prediction is about, pseudonymously (ml_audit.subjects): "" when not named.
+    subject_ref = models.CharField(max_length=64, blank=True, default="")
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -253,6 +261,12 @@ class PredictionEvent(AppendOnlyModel):
             # "Every prediction of this trace"; most rows have one, so skip the empty ones.
             models.Index(
                 fields=("trace_id",), name="ml_audit_pred_trace", condition=~Q(trace_id="")
+            ),
+            # "Every decision about this subject"; partial like the trace index.
+            models.Index(
+                fields=("subject_ref", "timestamp"),
+                name="ml_audit_pred_subject",
+                condition=~Q(subject_ref=""),
             ),
         ]
         constraints = [
@@ -428,3 +442,8 @@ from ml_audit.seal_models import Seal, SealMember  # noqa: E402
 # isort: split
 # Legal holds and purge records (retention) live in their own module too.
 from ml_audit.retention_models import LegalHold, PurgedRow, PurgeRecord  # noqa: E402, F401
+
+# isort: split
+# Data subjects, and the human side of a decision (reviews, outcomes, reason codes).
+from ml_audit.decision_models import Outcome, ReasonCodes, Review, ReviewAction  # noqa: E402
+from ml_audit.subject_models import SubjectErasure, SubjectKey  # noqa: E402
