@@ -33,7 +33,8 @@ class Seal(AppendOnlyModel):
     leaves = models.PositiveBigIntegerField()
     members_from = models.BigIntegerField()
     members_to = models.BigIntegerField()
-    # Members per sealed table, e.g. {"prediction": 980, "explanation": 12, "access": 8}.
+    # Members per sealed table, e.g. {"prediction": 980, "explanation": 12, "access": 8}; purge
+    # records ("purge") and legal holds ("hold") are named only when the seal holds some.
     counts = models.JSONField(default=dict)
     # Every row whose id (UUIDv7) dates before the horizon and that had committed when the seal
     # was cut is in this seal or an earlier one.
@@ -56,7 +57,9 @@ class Seal(AppendOnlyModel):
 
 
 class SealMember(AppendOnlyModel):
-    """One sealed row: which table (``kind``), which row, and the row hash that was sealed.
+    """One sealed row: which table (``kind``: 1 prediction, 2 explanation revision, 3 access
+    log, 4 purge record, 5 legal hold; :mod:`ml_audit.sealing.tables`), which row, and the row
+    hash that was sealed.
 
     A row is sealed at most once (unique ``kind, row_id``). ``id`` is assigned by the sealer:
     a seal's members are consecutive and in leaf order.
@@ -64,10 +67,12 @@ class SealMember(AppendOnlyModel):
 
     id = models.BigIntegerField(primary_key=True)
     seal = models.ForeignKey(Seal, on_delete=models.PROTECT, related_name="members", db_index=False)
-    # ml_audit.sealing.tables: 1 prediction, 2 explanation revision, 3 access-log row.
+    # ml_audit.sealing.tables: 1 prediction, 2 explanation revision, 3 access-log row,
+    # 4 purge record, 5 legal hold (placement or release).
     kind = models.PositiveSmallIntegerField()
     row_id = models.UUIDField()
-    # The row's hash when sealed (its content_hash, or the access-log row's canonical hash).
+    # The row's hash when sealed (its content_hash, or the canonical hash of an access-log row,
+    # purge record or hold).
     row_hash = models.CharField(max_length=64)
 
     objects = AppendOnlyQuerySet.as_manager()

@@ -8,11 +8,15 @@ Four roles:
   (seals). Keep the application off this role.
 * **app** (the application's login): ``SELECT`` and ``INSERT`` on the audit tables, ``UPDATE``
   of the model-version provenance columns only, ``SELECT`` on the purge records, ``SELECT``,
-  ``INSERT``, ``UPDATE`` on the ingest credentials; no ``DELETE``, ``TRUNCATE`` or DDL anywhere.
+  ``INSERT``, ``UPDATE`` on the ingest credentials, ``SELECT`` and ``INSERT`` on the subject
+  keys (naming a subject creates its key); no ``DELETE``, ``TRUNCATE`` or DDL anywhere.
 * **purge** (``ML_AUDIT["PURGE_ROLE"]``): what ``ml_audit_purge`` needs: ``DELETE`` on the
-  predictions, explanations and access log (the trigger also checks membership of this role),
-  ``INSERT`` on purge records, tombstones and seals. Grant it to the operators' logins
-  (``GRANT <purge> TO alice``): ``ml_audit_purge`` then runs as it (``SET LOCAL ROLE``).
+  predictions, explanations, reviews, outcomes, reason codes and access log (the trigger
+  also checks membership of this role), ``INSERT`` on purge records, tombstones and seals;
+  and what ``ml_audit_forget`` needs: ``DELETE`` on the subject keys (crypto-shredding),
+  ``INSERT`` on the subject erasures.
+  Grant it to the operators' logins (``GRANT <purge> TO alice``): ``ml_audit_purge`` and
+  ``ml_audit_forget`` then run as it (``SET LOCAL ROLE``).
 * **auditor**: ``SELECT`` on every ml_audit table.
 
 The SQL is idempotent (roles created when missing, privileges revoked and granted again) and
@@ -27,8 +31,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
-__all__ = ["RoleNames", "layout_sql"]
+__all__ = ["RoleNames", "layout_sql", "trigger_purge_role"]
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}").fullmatch
 
@@ -41,9 +46,19 @@ APPEND_TABLES = (
     "ml_audit_sealmember",
     "ml_audit_requestingactor",
     "ml_audit_legalhold",
+    "ml_audit_review",
+    "ml_audit_outcome",
+    "ml_audit_reasoncodes",
 )
-#: Tables a purge deletes from.
-PURGED_TABLES = ("ml_audit_predictionevent", "ml_audit_explanation", "ml_audit_accesslog")
+#: Tables a purge deletes from (reviews, outcomes and reason codes go with their prediction).
+PURGED_TABLES = (
+    "ml_audit_predictionevent",
+    "ml_audit_explanation",
+    "ml_audit_accesslog",
+    "ml_audit_review",
+    "ml_audit_outcome",
+    "ml_audit_reasoncodes",
+)
 #: Tables only a purge appends to.
 PURGE_RECORD_TABLES = ("ml_audit_purgerecord", "ml_audit_purgedrow")
 SEAL_TABLES = ("ml_audit_seal", "ml_audit_sealmember")
@@ -60,6 +75,10 @@ PROVENANCE_COLUMNS = (
     "updated_at",
 )
 INGEST_CREDENTIALS = "ml_audit_ingestcredential"
+#: Data subjects: the app creates keys, only the purge role deletes one (ml_audit_forget) and
+#: records that it did.
+SUBJECT_KEYS = "ml_audit_subjectkey"
+SUBJECT_ERASURES = "ml_audit_subjecterasure"
 #: Functions the migrations create: owned by the owner role.
 FUNCTIONS = ("ml_audit_forbid_mutation()", "ml_audit_forbid_identity_change()")
 
@@ -150,6 +169,11 @@ def _grants(table: str, roles: RoleNames) -> list[str]:
         grants.append(f"GRANT DELETE ON {table} TO {p}")
     if table in PURGE_RECORD_TABLES or table in SEAL_TABLES:
         grants.append(f"GRANT INSERT ON {table} TO {p}")
+    if table == SUBJECT_KEYS:
+        grants.append(f"GRANT INSERT ON {table} TO {a}")
+        grants.append(f"GRANT DELETE ON {table} TO {p}")
+    if table == SUBJECT_ERASURES:
+        grants.append(f"GRANT INSERT ON {table} TO {p}")
     return grants
 
 
@@ -172,3 +196,23 @@ def _sequences(table: str, roles: list[str]) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+#: How the hatch names the purge role (``pg_function`` of migration 0009).
+_BAKED_ROLE = re.compile(r"to_regrole\('([^']*)'\)")
+
+
+def trigger_purge_role(connection: Any) -> str | None:
+    """The purge role written into ``ml_audit_forbid_mutation()`` on a PostgreSQL
+    ``connection`` (at ``migrate`` time by 0009, or by ``ml_audit_db_roles --apply``); ``None``
+    when the function is missing or names no purge role (0009 not applied yet). Raises
+    ``django.db.Error`` when the database cannot be reached."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure('ml_audit_forbid_mutation()')"
+        )
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return None
+    found = _BAKED_ROLE.search(row[0])
+    return found.group(1) if found else None

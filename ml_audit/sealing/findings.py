@@ -14,6 +14,9 @@ inserted_row       a row no seal holds although its id dates it before the newes
                    ``SEAL_LAG_SECONDS`` allows)
 backdated_row      like inserted_row, and the time the row records lies before the horizon too
 seal_mismatch      the rows listed for a seal no longer hash to its root (listing changed)
+purge_mismatch     a purge record's tombstones (``PurgedRow``) no longer hash to its root, or
+                   their number or counts per table differ from the record's; or tombstones
+                   name a purge record that does not exist (tombstones added, removed, changed)
 removed_seal       a seal is missing from the chain (a gap in the numbers or in the members,
                    a previous hash that skips one, or a seal of an exported head that is gone)
 reordered_seal     seals are out of order (creation times or member ranges go backwards)
@@ -23,6 +26,9 @@ forged_seal_head   a seal head's HMAC does not verify under its key: the seal wa
 unknown_key        a seal names a key id that is not configured: its head cannot be checked
 export_mismatch    the head exported earlier (``--against``) differs from the chain's seal
 =================  =============================================================================
+
+Notices are not findings (``ok`` stays true): ``late_row``, and ``purges``, the purge runs the
+trail records (when, what, the rule, who: :mod:`ml_audit.sealing.purges`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ FINDING_CLASSES = (
     "inserted_row",
     "backdated_row",
     "seal_mismatch",
+    "purge_mismatch",
     "removed_seal",
     "reordered_seal",
     "broken_chain",
@@ -76,6 +83,9 @@ class Report:
     notices: dict[str, Finding] = field(default_factory=dict)
     latest_seal: dict[str, Any] | None = None
     seconds: float = 0.0
+    #: The purge runs recorded in the trail, oldest first (notices, not findings): one dict
+    #: per run, built by :func:`ml_audit.sealing.purges.check_purges`.
+    purges: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +128,7 @@ class Report:
             "checked": dict(self.checked),
             "findings": [finding.as_json() for finding in ordered],
             "notices": [notice.as_json() for notice in self.notices.values()],
+            "purges": list(self.purges),
             "latest_seal": self.latest_seal,
             "seconds": round(self.seconds, 3),
         }
@@ -136,10 +147,43 @@ class Report:
             out.append(
                 f"note {notice.name}: {notice.count}; first: {_ref(notice.first)}: {notice.message}"
             )
+        for run in self.purges:
+            out.extend(purge_lines(run))
         checked = ", ".join(f"{count} {name}" for name, count in self.checked.items())
         verdict = "OK" if self.ok else f"TAMPERING DETECTED ({len(self.findings)} classes)"
         out.append(f"{verdict}: checked {checked} in {self.seconds:.1f} s")
         return out
+
+
+def purge_lines(run: dict[str, Any]) -> list[str]:
+    """One purge run as text: who, when, how much; then a line per (target, model, tenant)."""
+    counts = ", ".join(f"{n} {name}" for name, n in run["counts"].items() if n)
+    when = run["purged_from"]
+    if run["purged_to"] != when:
+        when = f"{when} .. {run['purged_to']}"
+    role = f" as role {run['database_role']}" if run["database_role"] else ""
+    out = [
+        f"note purge run {run['run_id']}: {when} by {run['ran_by']}{role}: "
+        f"{run['rows']} rows ({counts or 'none'}) in {_plural(run['batches'], 'batch')}"
+    ]
+    for group in run["groups"]:
+        scope = group["target"]
+        if group["model_name"] or group["tenant_id"]:
+            scope += f" model {group['model_name']!r} tenant {group['tenant_id']!r}"
+        days = "forever" if group["days"] is None else f"{group['days']} days"
+        removed = ", ".join(f"{n} {name}" for name, n in group["counts"].items() if n)
+        holds = f", {_plural(len(group['holds']), 'hold')} in force" if group["holds"] else ""
+        out.append(
+            f"     {scope}: {removed or 'none'} recorded {group['time_from']} .. "
+            f"{group['time_to']}; rule {group['rule']} ({days}, cutoff {group['cutoff']}){holds}"
+        )
+    return out
+
+
+def _plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun}{'es' if noun.endswith('h') else 's'}"
 
 
 def _ref(first: dict[str, Any]) -> str:

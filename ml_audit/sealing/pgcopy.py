@@ -163,6 +163,7 @@ PREDICTION_EXPRESSIONS = (
     "p.span_id",
     "p.parent_span_id",
     "p.correlation_id",
+    "p.subject_ref",
     "p.content_hash",
     "m.seal_id",
     "m.row_hash",
@@ -177,7 +178,7 @@ def prediction_generic(f: Sequence[Any], registry: Registry) -> list[Any]:
     actor = registry[1].get(f[4]) if f[4] is not None else None
     name, version = (model[0], model[1]) if model is not None else (None, None)
     actor_type, actor_id, tenant = actor[:3] if actor is not None else (None, None, None)
-    confidence, latency, seal_id = f[14], f[19], f[26]
+    confidence, latency, seal_id = f[14], f[19], f[27]
     return [
         *f[0:3],
         name,
@@ -190,9 +191,9 @@ def prediction_generic(f: Sequence[Any], registry: Registry) -> list[Any]:
         None if confidence is None else float(confidence),
         *f[15:19],
         None if latency is None else float(latency),
-        *f[20:26],
+        *f[20:27],
         None if seal_id is None else int(seal_id),
-        f[27],
+        f[28],
     ]
 
 
@@ -277,37 +278,37 @@ def prediction_fast(
                 auth = {}
         if f[6] != tenant:
             problem = "tenant_id differs from the actor's tenant"
-        canonical = _dumps(
-            {
-                "schema": RECORD_SCHEMA,
-                "id": f[0],
-                "prediction_id": f[1],
-                "timestamp": timestamp,
-                "model": model[2],
-                "environment": f[5],
-                "actor": actor_value,
-                "tenant_id": tenant,
-                "client_ip": client_ip,
-                "user_agent": user_agent,
-                "auth_context": auth,
-                "features": _loads(features),
-                "redaction": _json(redaction, cache),
-                "input_fingerprint": f[12],
-                "output": None if output is None else _loads(output),
-                "confidence": confidence,
-                "decision_outcome": f[15],
-                "status": f[16],
-                "error_type": f[17],
-                "error_message": f[18],
-                "latency_ms": latency,
-                "metadata": _json(metadata, cache),
-                "trace_id": f[21],
-                "span_id": f[22],
-                "parent_span_id": f[23],
-                "correlation_id": f[24],
-            },
-            option=_SORT,
-        )
+        fields = {
+            "schema": RECORD_SCHEMA,
+            "id": f[0],
+            "prediction_id": f[1],
+            "timestamp": timestamp,
+            "model": model[2],
+            "environment": f[5],
+            "actor": actor_value,
+            "tenant_id": tenant,
+            "client_ip": client_ip,
+            "user_agent": user_agent,
+            "auth_context": auth,
+            "features": _loads(features),
+            "redaction": _json(redaction, cache),
+            "input_fingerprint": f[12],
+            "output": None if output is None else _loads(output),
+            "confidence": confidence,
+            "decision_outcome": f[15],
+            "status": f[16],
+            "error_type": f[17],
+            "error_message": f[18],
+            "latency_ms": latency,
+            "metadata": _json(metadata, cache),
+            "trace_id": f[21],
+            "span_id": f[22],
+            "parent_span_id": f[23],
+            "correlation_id": f[24],
+        }
+        if f[25]:  # the subject reference, as PredictionRecord.stored_fields: only when set
+            fields["subject_ref"] = f[25]
+        canonical = _dumps(fields, option=_SORT)
     except (orjson.JSONDecodeError, TypeError):
         return None
     if b"e+" in canonical:

@@ -36,7 +36,14 @@ from ml_audit.conf import audit_settings, resolve_alias
 from ml_audit.seal_models import Seal, SealMember
 from ml_audit.sealing.heads import ALGORITHM, GENESIS, current_key, head_hash, head_of, mac_of
 from ml_audit.sealing.merkle import MerkleBuilder, leaf_data
-from ml_audit.sealing.tables import TABLES, SealedTable, access_hash, created_at_of, uuid_text, when
+from ml_audit.sealing.tables import (
+    SEALED_TABLES,
+    TABLES,
+    SealedTable,
+    created_at_of,
+    uuid_text,
+    when,
+)
 
 __all__ = ["seal_all", "seal_if_due", "seal_pending"]
 
@@ -69,7 +76,7 @@ def seal_pending(
         last = Seal.objects.using(alias).order_by("-id").first()
         candidates: list[tuple[dt.datetime, int, str, str]] = []
         truncated = False
-        for table in TABLES:
+        for table in SEALED_TABLES:
             rows = _unsealed(alias, table, limit + 1)
             truncated |= len(rows) > limit
             for row_id, created, row_hash in rows:
@@ -180,7 +187,7 @@ def _unsealed(alias: str, table: SealedTable, limit: int) -> list[tuple[str, dt.
             row_id, recorded, row_hash = fetched_row
         else:
             row_id, recorded = fetched_row[0], fetched_row[-1]
-            row_hash = access_hash(fetched_row[:-1])[0]
+            row_hash = table.rehash(fetched_row[:-1])[0]
         text = uuid_text(row_id)
         rows.append((text, created_at_of(text, when(recorded)), row_hash))
     return rows
@@ -200,10 +207,13 @@ def _append_seal(
     builder = MerkleBuilder()
     for kind, row_id, row_hash in members:
         builder.add(leaf_data(kind, row_id, row_hash))
+    # The audit tables always have a count; the record tables (retention records, reviews,
+    # outcomes, reason codes, subject erasures) only when the seal holds some (the heads of
+    # seals cut before they were sealed keep their counts).
     counts = {table.name: 0 for table in TABLES}
-    names = {table.kind: table.name for table in TABLES}
+    names = {table.kind: table.name for table in SEALED_TABLES}
     for kind, _, _ in members:
-        counts[names[kind]] += 1
+        counts[names[kind]] = counts.get(names[kind], 0) + 1
     seal = Seal(
         id=last.id + 1 if last is not None else 1,
         created_at=cut,

@@ -11,7 +11,30 @@ kind   table            row hash
                         recomputed by :func:`explanation_hash`
 3      access           no stored hash: SHA-256 of the canonical JSON of
                         :func:`access_fields` (every column), computed when it is sealed
+4      purge            a purge record (``ml_audit_purgerecord``): no stored hash, SHA-256
+                        of the canonical JSON of :func:`purge_fields` (every column)
+5      hold             a legal hold, placement or release (``ml_audit_legalhold``): no
+                        stored hash, SHA-256 of the canonical JSON of :func:`hold_fields`
+6      review           a human review (``ml_audit_review``): no stored hash, SHA-256 of
+                        the canonical JSON of
+                        :func:`ml_audit.decision_hashes.review_fields` (every column)
+7      outcome          an observed outcome (``ml_audit_outcome``): no stored hash,
+                        :func:`ml_audit.decision_hashes.outcome_fields`
+8      reason_codes     reason codes of an explanation revision (``ml_audit_reasoncodes``):
+                        no stored hash, :func:`ml_audit.decision_hashes.reason_codes_fields`
+9      erasure          a forgotten subject (``ml_audit_subjecterasure``): no stored hash,
+                        SHA-256 of the canonical JSON of :func:`erasure_fields` (every column)
 =====  ===============  ==================================================================
+
+``SealMember.kind`` holds these numbers. Kinds 1-3 (:data:`TABLES`) are the audit rows the
+verifier's row pass streams (COPY fast paths, a worker process); kinds 4-9
+(:data:`RECORD_TABLES`) are the records beside them: the retention records (4-5), the human
+side of a decision (6-8, whose hashes :mod:`ml_audit.decision_hashes` defines, as a purge's
+tombstones use them) and the subject erasures (9). They have few rows next to the
+predictions, are sealed like any other (so a forged, altered or removed one is reported with
+the same finding classes) and are checked by :mod:`ml_audit.sealing.purges` through a cursor.
+:data:`SEALED_TABLES` is both, what the sealer seals. ``SubjectKey`` is not sealed: forgetting
+a subject deletes its row, by design.
 
 The recomputations read raw columns (``values_list``-like tuples from a cursor), not model
 instances, so that ``ml_audit_verify`` streams a million rows in seconds; they are held equal to
@@ -21,7 +44,7 @@ and the text is the same as :func:`ml_audit.canonical.canonical_json`'s (orjson 
 below 1e-4 differently, so a column whose text may hold one falls back to the standard
 encoder), else by the standard encoder.
 
-Later row types (reviews, outcomes, purge records) are sealed by adding a table here.
+Later row types are sealed by adding a table here (a kind number is never reused).
 """
 
 from __future__ import annotations
@@ -35,6 +58,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ml_audit import decision_hashes
 from ml_audit.canonical import RECORD_SCHEMA, canonical_json
 
 try:
@@ -44,15 +68,29 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 
 __all__ = [
     "ACCESS",
+    "ERASURE",
     "EXPLANATION",
+    "HOLD",
+    "OUTCOME",
     "PREDICTION",
+    "PURGE",
+    "REASON_CODES",
+    "RECORD_TABLES",
+    "REVIEW",
+    "SEALED_TABLES",
     "TABLES",
     "SealedTable",
     "access_fields",
     "access_hash",
     "created_at_of",
+    "erasure_fields",
+    "erasure_hash",
     "explanation_hash",
+    "hold_fields",
+    "hold_hash",
     "prediction_hash",
+    "purge_fields",
+    "purge_hash",
 ]
 
 _sha256 = hashlib.sha256
@@ -180,6 +218,7 @@ PREDICTION_COLUMNS = (
     "p.span_id",
     "p.parent_span_id",
     "p.correlation_id",
+    "p.subject_ref",
     "p.content_hash",
 )
 
@@ -220,6 +259,7 @@ def prediction_hash(row: Sequence[Any]) -> tuple[str, str | None]:
         span_id,
         parent_span_id,
         correlation_id,
+        subject_ref,
         _content_hash,
     ) = row
     fast = True
@@ -275,6 +315,8 @@ def prediction_hash(row: Sequence[Any]) -> tuple[str, str | None]:
         "parent_span_id": parent_span_id,
         "correlation_id": correlation_id,
     }
+    if subject_ref:  # as PredictionRecord.stored_fields: only when set
+        fields["subject_ref"] = subject_ref
     fast &= _plain_float(confidence) and _plain_float(latency_ms)
     return _canonical_hash(fields, fast), problem
 
@@ -396,6 +438,191 @@ def access_hash(row: Sequence[Any]) -> tuple[str, str | None]:
     return _canonical_hash(fields, fast), None
 
 
+# ----------------------------------------------------------------------------- retention records
+
+
+def _iso_or_none(value: Any) -> str | None:
+    return None if value is None else _iso(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An integer column (a driver's int, or its text where a row was read as text)."""
+    return None if value is None else int(value)
+
+
+PURGE_COLUMNS = (
+    "r.id",
+    "r.run_id",
+    "r.batch",
+    "r.purged_at",
+    "r.target",
+    "r.model_name",
+    "r.tenant_id",
+    "r.counts",
+    "r.leaves",
+    "r.root",
+    "r.time_from",
+    "r.time_to",
+    "r.policy",
+    "r.ran_by",
+    "r.database_role",
+)
+
+
+def purge_fields(row: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    """The canonical content of a purge record of :data:`PURGE_COLUMNS` (every column,
+    ``"table": "purgerecord"`` and the schema version), and whether orjson parsed its JSON."""
+    (
+        row_id,
+        run_id,
+        batch,
+        purged_at,
+        target,
+        model_name,
+        tenant_id,
+        counts,
+        leaves,
+        root,
+        time_from,
+        time_to,
+        policy,
+        ran_by,
+        database_role,
+    ) = row
+    counts_value, fast = _loads(counts)
+    policy_value, ok = _loads(policy)
+    fast &= ok
+    fields = {
+        "schema": RECORD_SCHEMA,
+        "table": "purgerecord",
+        "id": uuid_text(row_id),
+        "run_id": uuid_text(run_id),
+        "batch": _int_or_none(batch),
+        "purged_at": _iso(purged_at),
+        "target": target,
+        "model_name": model_name,
+        "tenant_id": tenant_id,
+        "counts": counts_value,
+        "leaves": _int_or_none(leaves),
+        "root": root,
+        "time_from": _iso(time_from),
+        "time_to": _iso(time_to),
+        "policy": policy_value,
+        "ran_by": ran_by,
+        "database_role": database_role,
+    }
+    return fields, fast
+
+
+def purge_hash(row: Sequence[Any]) -> tuple[str, str | None]:
+    """``(hash, None)`` of a purge record: SHA-256 of :func:`purge_fields`' canonical JSON."""
+    fields, fast = purge_fields(row)
+    return _canonical_hash(fields, fast), None
+
+
+HOLD_COLUMNS = (
+    "h.id",
+    "h.action",
+    "h.releases_id",
+    "h.tenant_id",
+    "h.actor_type",
+    "h.actor_id",
+    "h.model_name",
+    "h.prediction_ids",
+    "h.time_from",
+    "h.time_to",
+    "h.reference",
+    "h.reason",
+    "h.created_by",
+    "h.created_at",
+)
+
+
+def hold_fields(row: Sequence[Any]) -> tuple[dict[str, Any], bool]:
+    """The canonical content of a legal-hold row of :data:`HOLD_COLUMNS` (every column,
+    ``"table": "legalhold"`` and the schema version), and whether orjson parsed its JSON."""
+    (
+        row_id,
+        action,
+        releases_id,
+        tenant_id,
+        actor_type,
+        actor_id,
+        model_name,
+        prediction_ids,
+        time_from,
+        time_to,
+        reference,
+        reason,
+        created_by,
+        created_at,
+    ) = row
+    ids, fast = _loads(prediction_ids)
+    fields = {
+        "schema": RECORD_SCHEMA,
+        "table": "legalhold",
+        "id": uuid_text(row_id),
+        "action": action,
+        "releases": None if releases_id is None else uuid_text(releases_id),
+        "tenant_id": tenant_id,
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "model_name": model_name,
+        "prediction_ids": ids,
+        "time_from": _iso_or_none(time_from),
+        "time_to": _iso_or_none(time_to),
+        "reference": reference,
+        "reason": reason,
+        "created_by": created_by,
+        "created_at": _iso(created_at),
+    }
+    return fields, fast
+
+
+def hold_hash(row: Sequence[Any]) -> tuple[str, str | None]:
+    """``(hash, None)`` of a legal-hold row: SHA-256 of :func:`hold_fields`' canonical JSON."""
+    fields, fast = hold_fields(row)
+    return _canonical_hash(fields, fast), None
+
+
+# ----------------------------------------------------------------------------- subject erasures
+
+ERASURE_COLUMNS = (
+    "x.id",
+    "x.subject_ref",
+    "x.tenant_id",
+    "x.predictions",
+    "x.erased_at",
+    "x.erased_by",
+    "x.reference",
+    "x.reason",
+)
+
+
+def erasure_fields(row: Sequence[Any]) -> dict[str, Any]:
+    """The canonical content of a subject erasure of :data:`ERASURE_COLUMNS` (every column,
+    ``"table": "subjecterasure"`` and the schema version)."""
+    row_id, subject_ref, tenant_id, predictions, erased_at, erased_by, reference, reason = row
+    return {
+        "schema": RECORD_SCHEMA,
+        "table": "subjecterasure",
+        "id": uuid_text(row_id),
+        "subject_ref": subject_ref,
+        "tenant_id": tenant_id,
+        "predictions": _int_or_none(predictions),
+        "erased_at": _iso(erased_at),
+        "erased_by": erased_by,
+        "reference": reference,
+        "reason": reason,
+    }
+
+
+def erasure_hash(row: Sequence[Any]) -> tuple[str, str | None]:
+    """``(hash, None)`` of a subject erasure: SHA-256 of :func:`erasure_fields`' canonical
+    JSON."""
+    return _canonical_hash(erasure_fields(row), True), None
+
+
 # ----------------------------------------------------------------------------- the registry
 
 
@@ -421,13 +648,16 @@ class SealedTable:
     #: text, UTC time without zone), which the hashers read without parsing.
     uuids: frozenset[str] = frozenset()
     times: frozenset[str] = frozenset()
+    #: Other columns selected as text on PostgreSQL (JSON read as its text by the hashers of
+    #: :mod:`ml_audit.decision_hashes`, whatever the driver's JSON loader does).
+    texts: frozenset[str] = frozenset()
 
     def expressions(self, vendor: str) -> list[str]:
         if vendor != "postgresql":
             return list(self.columns)
         return [
             f"{column}::text"
-            if column in self.uuids
+            if column in self.uuids or column in self.texts
             else f"({column} AT TIME ZONE 'UTC')::text"
             if column in self.times
             else column
@@ -485,5 +715,80 @@ ACCESS = SealedTable(
     times=frozenset({"l.accessed_at"}),
 )
 
+PURGE = SealedTable(
+    kind=4,
+    name="purge",
+    table="ml_audit_purgerecord",
+    alias="r",
+    recorded="r.purged_at",
+    recorded_index=3,
+    columns=PURGE_COLUMNS,
+    joins="",
+    rehash=purge_hash,
+    stores_hash=False,
+    uuids=frozenset({"r.id", "r.run_id"}),
+    times=frozenset({"r.purged_at", "r.time_from", "r.time_to"}),
+)
+HOLD = SealedTable(
+    kind=5,
+    name="hold",
+    table="ml_audit_legalhold",
+    alias="h",
+    recorded="h.created_at",
+    recorded_index=13,
+    columns=HOLD_COLUMNS,
+    joins="",
+    rehash=hold_hash,
+    stores_hash=False,
+    uuids=frozenset({"h.id", "h.releases_id"}),
+    times=frozenset({"h.time_from", "h.time_to", "h.created_at"}),
+)
+
+
+
+def _decision(table: decision_hashes.DecisionTable) -> SealedTable:
+    """The sealed table of a :class:`~ml_audit.decision_hashes.DecisionTable`: the same kind,
+    name, columns, expressions and hasher (so a sealed hash and a purge's tombstone agree)."""
+    return SealedTable(
+        kind=table.kind,
+        name=table.name,
+        table=table.table,
+        alias=table.alias,
+        recorded=table.recorded,
+        recorded_index=table.recorded_index,
+        columns=table.columns,
+        joins="",
+        rehash=table.rehash,
+        stores_hash=False,
+        uuids=table.uuids,
+        times=table.times,
+        texts=table.json_columns,
+    )
+
+
+REVIEW = _decision(decision_hashes.REVIEW)
+OUTCOME = _decision(decision_hashes.OUTCOME)
+REASON_CODES = _decision(decision_hashes.REASON_CODES)
+ERASURE = SealedTable(
+    kind=9,
+    name="erasure",
+    table="ml_audit_subjecterasure",
+    alias="x",
+    recorded="x.erased_at",
+    recorded_index=4,
+    columns=ERASURE_COLUMNS,
+    joins="",
+    rehash=erasure_hash,
+    stores_hash=False,
+    uuids=frozenset({"x.id"}),
+    times=frozenset({"x.erased_at"}),
+)
+
+#: The audit rows: the verifier's row pass (``verifier.verify``) streams these.
 TABLES: tuple[SealedTable, ...] = (PREDICTION, EXPLANATION, ACCESS)
-BY_KIND = {table.kind: table for table in TABLES}
+#: The records beside them (retention records, reviews, outcomes, reason codes, subject
+#: erasures): checked through a cursor by :mod:`ml_audit.sealing.purges`.
+RECORD_TABLES: tuple[SealedTable, ...] = (PURGE, HOLD, REVIEW, OUTCOME, REASON_CODES, ERASURE)
+#: Every sealed table, in kind order: what the sealer seals.
+SEALED_TABLES: tuple[SealedTable, ...] = TABLES + RECORD_TABLES
+BY_KIND = {table.kind: table for table in SEALED_TABLES}

@@ -8,7 +8,13 @@ Passes, each a single streamed query:
 3. per sealed table, rows LEFT JOIN their member: the row hash recomputed in Python from the
    columns (:mod:`ml_audit.sealing.tables`), compared with the stored ``content_hash`` and
    with the hash that was sealed; unsealed rows older than the newest horizon;
-4. per sealed table, members whose row is gone (an anti-join).
+4. per sealed table, members whose row is gone (an anti-join);
+5. the record tables (purge records, legal holds, reviews, outcomes, reason codes, subject
+   erasures) through a cursor, and the purges' tombstones: :func:`ml_audit.sealing.purges.
+   check_purges`.
+
+Passes 3 and 4 cover :data:`~ml_audit.sealing.tables.TABLES` (predictions, explanations, the
+access log); pass 5 judges each record with the same finding classes.
 
 The recomputation is deliberately independent of the database: no hash is computed in SQL.
 """
@@ -30,6 +36,7 @@ from ml_audit.sealing.findings import Report
 from ml_audit.sealing.heads import ALGORITHM, GENESIS, head_hash, head_of, key_for, mac_of
 from ml_audit.sealing.merkle import MerkleBuilder, leaf_data
 from ml_audit.sealing.pgcopy import copy_lines, decode_line
+from ml_audit.sealing.purges import check_purges
 from ml_audit.sealing.rowpass import State, copy_rows, judge, member_join, window
 from ml_audit.sealing.tables import PREDICTION, TABLES, SealedTable, uuid_text
 from ml_audit.sealing.worker import Task, Worker
@@ -67,6 +74,7 @@ def verify(
                 bound = (">=", split) if table is PREDICTION and split is not None else None
                 _check_rows(alias, report, state, table, since, until, progress, bound)
                 _check_deleted(alias, report, state, table, since, until)
+            check_purges(alias, report, state, since, until, progress)
             if worker is not None:
                 rows, pending, theirs = worker.result()
                 report.merge(theirs)

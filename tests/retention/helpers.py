@@ -4,12 +4,14 @@ public API, and purges run as the tests' operator."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from django.db import connection
 from django.utils import timezone
 
 from ml_audit.models import AccessLog, PredictionEvent
+from ml_audit.sealing import seal_pending
 from ml_audit.services import ActorPayload, attach_explanation, record_prediction_event
 
 NOW = timezone.now()
@@ -60,6 +62,13 @@ def access_row(age_days: float, i: int = 0) -> AccessLog:
     )
     row.save()
     return row
+
+
+def seal_at_now() -> Any:
+    """Seal what is recorded, cut at the real time (a later purge seals at the real time too:
+    a cut in the future would make its seal look older than this one)."""
+    time.sleep(0.002)  # every row's UUIDv7 millisecond is past
+    return seal_pending(now=timezone.now())
 
 
 def execute(sql: str) -> None:

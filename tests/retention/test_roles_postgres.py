@@ -271,12 +271,14 @@ def test_a_role_with_delete_privilege_but_not_the_purge_role_cannot_open_the_hat
         cursor.execute(f"CREATE ROLE {rogue}")
         cursor.execute(f"GRANT SELECT, DELETE, TRUNCATE ON ml_audit_predictionevent TO {rogue}")
         cursor.execute(f"GRANT SELECT, DELETE, TRUNCATE ON ml_audit_explanation TO {rogue}")
+        # The reason codes reference explanations: TRUNCATE must name them too.
+        cursor.execute(f"GRANT SELECT, DELETE, TRUNCATE ON ml_audit_reasoncodes TO {rogue}")
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     before = snapshot()
     allow = "SELECT set_config('ml_audit.allow_purge', 'on', true)"
     for statement in (
         "DELETE FROM ml_audit_explanation",
-        "TRUNCATE ml_audit_explanation",
+        "TRUNCATE ml_audit_explanation, ml_audit_reasoncodes",
         "DELETE FROM ml_audit_predictionevent",
     ):
         error = as_role(rogue, allow, statement)
@@ -298,7 +300,7 @@ def test_the_application_role_still_records_and_reads(roles: RoleNames) -> None:
         register_model_version("credit", "1.0", commit_hash="abc", build_id="b7")
         assert PredictionEvent.objects.count() == 3
         assert seal is not None
-        assert seal.leaves == 7
+        assert seal.leaves == 8  # 3 predictions, 3 explanations, 1 access row, the hold
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_user")
             assert cursor.fetchone()[0] == roles.app

@@ -1,33 +1,23 @@
 """A recorded purge is not tampering: ``ml_audit_verify`` passes after it; a deletion that no
-purge recorded is still reported.
-
-The first test needs ml_audit_verify to know purge records (the change described in
-docs/retention.md, "What ml_audit_verify needs"): until the verifier reads
-``ml_audit_purgedrow`` it is a strict xfail, so it starts failing (XPASS) the moment the change
-lands and the mark must then go.
+purge recorded is still reported. (Tampering with the purge records, tombstones and holds
+themselves: ``test_verify_purges.py``.)
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import inspect
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from ml_audit.models import PredictionEvent
 from ml_audit.retention import run_purge
 from ml_audit.retention_models import PurgedRow
-from ml_audit.sealing import seal_pending
-from ml_audit.sealing import verifier as verifier_module
 from ml_audit.sealing.verifier import verify
-from tests.retention.helpers import access_row, predict
+from tests.retention.helpers import access_row, predict, seal_at_now
 
 pytestmark = pytest.mark.django_db
 
 KEY = "r" * 40
-VERIFY_KNOWS_PURGES = "ml_audit_purgedrow" in inspect.getsource(verifier_module)
 
 
 @pytest.fixture
@@ -45,22 +35,21 @@ def _trail() -> list[PredictionEvent]:
     events.append(predict(9, age_days=10, explain=1))
     access_row(300)
     access_row(10)
-    seal_pending(now=timezone.now() + dt.timedelta(seconds=1))
+    seal_at_now()
     assert verify().ok
     return events
 
 
-@pytest.mark.xfail(
-    condition=not VERIFY_KNOWS_PURGES,
-    reason="ml_audit_verify does not read purge records yet (docs/retention.md)",
-    strict=True,
-)
 def test_verify_passes_after_a_recorded_purge(sealed_retention: None) -> None:
     _trail()
     result = run_purge(ran_by="tester", execute=True, batch_size=2)
     assert result.counts == {"prediction": 3, "explanation": 3, "access": 1}
     report = verify()
     assert report.findings == {}, report.lines()
+    assert report.notices == {}, report.lines()
+    # The purge sealed its own records afterwards: all three batches are sealed.
+    assert report.checked["purge"] == 3
+    assert "purge not sealed yet" not in report.checked
 
 
 def test_purge_removes_sealed_rows_and_tombstones_them(sealed_retention: None) -> None:
@@ -69,10 +58,8 @@ def test_purge_removes_sealed_rows_and_tombstones_them(sealed_retention: None) -
     assert {str(row.row_id) for row in PurgedRow.objects.filter(kind=1)} == {
         str(e.pk) for e in events[:3]
     }
-    # Today's verifier (without the change) calls the purged rows deleted: exactly those.
-    if not VERIFY_KNOWS_PURGES:
-        deleted = verify().findings["deleted_row"]
-        assert deleted.count == PurgedRow.objects.count() == 7
+    assert PurgedRow.objects.count() == 7
+    assert verify().ok
 
 
 def test_a_deletion_no_purge_recorded_is_still_reported(sealed_retention: None) -> None:
@@ -86,7 +73,6 @@ def test_a_deletion_no_purge_recorded_is_still_reported(sealed_retention: None) 
         )
         cursor.execute("DELETE FROM ml_audit_predictionevent WHERE id = %s", [db_id(events[3].pk)])
     found = verify().findings["deleted_row"]
-    assert found.count >= 2
-    if VERIFY_KNOWS_PURGES:  # only the two rows deleted behind the purge's back
-        assert found.count == 2
-        assert found.first["table"] in {"prediction", "explanation"}
+    # Only the two rows deleted behind the purge's back.
+    assert found.count == 2
+    assert found.first["table"] in {"prediction", "explanation"}

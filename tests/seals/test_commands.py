@@ -73,8 +73,17 @@ def test_verify_json_shape() -> None:
     seal_command()
     status, report = verify_json()
     assert status == 0
-    assert set(report) == {"ok", "checked", "findings", "notices", "latest_seal", "seconds"}
+    assert set(report) == {
+        "ok",
+        "checked",
+        "findings",
+        "notices",
+        "purges",
+        "latest_seal",
+        "seconds",
+    }
     assert report["ok"] is True
+    assert report["purges"] == []
     assert report["findings"] == []
     assert report["checked"]["prediction"] == 6
     assert report["checked"]["seal members"] == 11

@@ -150,6 +150,7 @@ _LINE: list[str | None] = [
     "",
     "",
     "",
+    "",  # subject_ref
     "h" * 64,
     "1",
     "h" * 64,

@@ -83,6 +83,13 @@ def _estimate(alias: str) -> int:
         "ml_audit_predictionevent",
         "ml_audit_explanation",
         "ml_audit_accesslog",
+        "ml_audit_purgerecord",
+        "ml_audit_purgedrow",
+        "ml_audit_legalhold",
+        "ml_audit_review",
+        "ml_audit_outcome",
+        "ml_audit_reasoncodes",
+        "ml_audit_subjecterasure",
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
