@@ -272,3 +272,96 @@ def test_prediction_detail_in_chromium(
     assert [(row.username, row.status_code, row.returned_ids) for row in reads] == [
         ("auditor", 200, [str(event.pk)])
     ]
+
+
+SEAL_SETTINGS = {"SEAL_KEY": "k" * 40, "SEAL_KEY_ID": "browser-1", "SEAL_LAG_SECONDS": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_trail_integrity_and_a_sealed_prediction_in_chromium(
+    live_server: LiveServer, browser: Chromium, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from ml_audit.retention import place_hold, release_hold
+    from ml_audit.sealing import seal_pending
+
+    User.objects.create_superuser("auditor", "auditor@example.com", PASSWORD)
+    directory = Path(os.environ.get("ML_AUDIT_SCREENSHOT_DIR") or tmp_path)
+    # The live server thread reads the same settings object, so the override reaches it.
+    with override_settings(ML_AUDIT=SEAL_SETTINGS):
+        events = [
+            record_prediction_event(
+                model_name="fraud_detector",
+                model_version="1.0.0",
+                features={"age": 30 + i, "income": 1000 * i},
+                output={"score": i / 10},
+                decision_outcome="flagged" if i % 2 else "clean",
+                confidence=0.5,
+                actor=ActorPayload(actor_type="user", actor_id=str(i), tenant_id="acme"),
+            )
+            for i in range(6)
+        ]
+        attach_explanation(events[0], "shap", {"feature_importances": IMPORTANCES}, "why")
+        for _ in range(3):  # three seals: two rows each, then the rest
+            seal_pending(max_rows=2, now=timezone.now() + dt.timedelta(seconds=1))
+        hold = place_hold(
+            reason="Subpoena 2026-17", created_by="alice", reference="CASE-17", tenant_id="acme"
+        )
+        old = place_hold(reason="Review", created_by="bob", reference="CASE-9", model_name="x")
+        release_hold(old, reason="Closed", created_by="bob")
+
+        trail = reverse("admin:ml_audit_seal_changelist")
+        browser.log_in_to_admin(live_server.url, trail, "auditor", PASSWORD)
+        # Start a verification of the last day with the page's own button (a POST with its
+        # CSRF token), and wait for the report.
+        browser.evaluate("document.querySelector('#ml-audit-verify-form [type=submit]').click()")
+        browser.wait_for(
+            "document.querySelector('#ml-audit-report') !== null && "
+            "document.readyState === 'complete'"
+        )
+        trail_page = browser.evaluate(
+            """(() => ({
+                title: document.querySelector('h1').textContent,
+                report: document.querySelector('#ml-audit-report').dataset.ok,
+                verdict: document.querySelector('#ml-audit-report .ml-audit-verdict').innerText,
+                seals: document.querySelectorAll('#result_list tbody tr').length,
+                heads: Array.from(document.querySelectorAll('#result_list .ml-audit-check'),
+                                  e => e.innerText),
+                holds: document.querySelector('#ml-audit-holds').innerText,
+            }))()"""
+        )
+        trail_shot = browser.screenshot(directory / "admin-trail-integrity.png")
+
+        change = reverse("admin:ml_audit_predictionevent_change", args=[events[3].pk])
+        browser.navigate(f"{live_server.url}{change}")
+        seal_page = browser.evaluate(
+            """(() => {
+                const panel = document.querySelector('.ml-audit-seal');
+                return {
+                    verdict: panel ? panel.dataset.verdict : null,
+                    text: panel ? panel.innerText : '',
+                    link: panel ? panel.querySelector('a').getAttribute('href') : null,
+                    checks: panel ? panel.querySelectorAll('.ml-audit-check-row').length : 0,
+                };
+            })()"""
+        )
+        prediction_shot = browser.screenshot(directory / "admin-prediction-seal.png")
+
+    print(f"screenshots: {trail_shot}, {prediction_shot}")
+    assert trail_shot.stat().st_size > 0
+    assert prediction_shot.stat().st_size > 0
+    assert trail_page["title"] == "Trail integrity"
+    assert trail_page["report"] == "true"
+    assert trail_page["verdict"].startswith("No tampering found")
+    assert trail_page["seals"] == 3
+    assert trail_page["heads"] == ["✓ verifies"] * 3
+    assert "CASE-17" in trail_page["holds"]
+    assert "CASE-9" in trail_page["holds"]
+    assert hold.reference == "CASE-17"
+    assert seal_page["verdict"] == "ok"
+    assert "Verifies: sealed in seal" in seal_page["text"]
+    assert seal_page["checks"] == 6
+    assert seal_page["link"].startswith("/admin/ml_audit/seal/")
