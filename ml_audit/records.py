@@ -4,8 +4,13 @@ Nothing here touches the database or OpenTelemetry. A :class:`PredictionRecord` 
 :meth:`PredictionRecord.create` (which validates every argument and normalises payloads to JSON
 with :mod:`ml_audit.normalise`), redacted by :meth:`PredictionRecord.redact`, and then handed to
 the writer in :mod:`ml_audit.store`, which refuses records that were not redacted. Ids come from
-:mod:`ml_audit.ids`, content hashes from :mod:`ml_audit.canonical`; their names are importable
-from here too.
+:mod:`ml_audit.ids`, content hashes from :mod:`ml_audit.canonical`, the actor from
+:mod:`ml_audit.actor_records`; their names are importable from here too.
+
+A record names its data subject only by ``subject_ref``, a pseudonymous reference computed by
+:mod:`ml_audit.subjects` before the record exists (the identifier never reaches a record). It
+is part of the stored fields, and so of the content hash, only when set: a record without a
+subject hashes exactly as it did before subjects existed.
 """
 
 from __future__ import annotations
@@ -14,13 +19,11 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import ipaddress
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from django.utils.ipv6 import clean_ipv6_address
-
+from ml_audit.actor_records import ActorPayload, _actor_dict
 from ml_audit.canonical import (
     RECORD_SCHEMA,
     canonical_json,
@@ -57,6 +60,7 @@ from ml_audit.validation import (
     _check_hex,
     _check_identifier,
     _check_mapping,
+    _check_subject_ref,
     _check_text,
     _check_timestamp,
     _check_unit_float,
@@ -109,6 +113,7 @@ IDENTITY_FIELDS = (
     "status",
     "error_type",
     "metadata",
+    "subject_ref",
 )
 
 _set_attribute = object.__setattr__
@@ -116,132 +121,6 @@ _set_attribute = object.__setattr__
 
 # --------------------------------------------------------------------------------------------
 # Records
-
-
-@dataclasses.dataclass(frozen=True)
-class ActorPayload:
-    """Who or what asked for a prediction.
-
-    ``actor_type`` is one of :data:`ACTOR_TYPES`; ``actor_id`` and ``tenant_id`` may be given as
-    ints (stored as strings). ``ip_address``, ``user_agent`` and ``auth_context`` describe this
-    request and are stored on the prediction event, not on the shared actor row.
-    ``auth_token`` is 0.2.0's name of ``auth_context``: given, it becomes ``auth_context``
-    (and reads back as ``None``).
-    """
-
-    actor_type: str
-    actor_id: str
-    tenant_id: str | None = None
-    ip_address: str | None = None
-    user_agent: str | None = None
-    auth_context: Mapping[str, Any] | None = None
-    auth_token: Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.auth_token is not None:
-            if self.auth_context is not None:
-                raise InvalidRecord(
-                    "actor.auth_token", "give auth_context or its 0.2.0 name auth_token, not both"
-                )
-            object.__setattr__(self, "auth_context", self.auth_token)
-            object.__setattr__(self, "auth_token", None)
-        if self.actor_type not in ACTOR_TYPES:
-            raise InvalidRecord(
-                "actor.actor_type",
-                f"must be one of {', '.join(ACTOR_TYPES)}, not {self.actor_type!r}",
-            )
-        set_ = object.__setattr__
-        set_(
-            self,
-            "actor_id",
-            _check_identifier("actor.actor_id", self.actor_id, MAX_ACTOR_ID, optional=False),
-        )
-        tenant = _check_identifier("actor.tenant_id", self.tenant_id, MAX_TENANT_ID, optional=True)
-        set_(self, "tenant_id", tenant or None)
-        if self.ip_address is not None:
-            try:
-                address = ipaddress.ip_address(str(self.ip_address).strip())
-            except ValueError as exc:
-                raise InvalidRecord(
-                    "actor.ip_address", f"{self.ip_address!r} is not an IPv4 or IPv6 address"
-                ) from exc
-            # Django's own IPv6 spelling, so the value reads back from every database unchanged.
-            text = str(address) if address.version == 4 else clean_ipv6_address(str(address))
-            set_(self, "ip_address", text)
-        if self.user_agent is not None:
-            set_(
-                self,
-                "user_agent",
-                _check_text("actor.user_agent", self.user_agent, 4096, allow_empty=True),
-            )
-        if self.auth_context is not None:
-            set_(
-                self,
-                "auth_context",
-                _check_mapping("actor.auth_context", self.auth_context, optional=False),
-            )
-
-    @classmethod
-    def stored(
-        cls,
-        *,
-        actor_type: str,
-        actor_id: str,
-        tenant_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        auth_context: Mapping[str, Any] | None,
-    ) -> ActorPayload:
-        """The actor of a stored row, as stored: not validated again, so that reading back
-        never refuses what was written (by this release or an earlier one)."""
-        actor = object.__new__(cls)
-        for name, value in (
-            ("actor_type", actor_type),
-            ("actor_id", actor_id),
-            ("tenant_id", tenant_id),
-            ("ip_address", ip_address),
-            ("user_agent", user_agent),
-            ("auth_context", auth_context),
-            ("auth_token", None),
-        ):
-            object.__setattr__(actor, name, value)
-        return actor
-
-    @classmethod
-    def coerce(cls, value: ActorPayload | Mapping[str, Any] | None) -> ActorPayload | None:
-        """Accept an ``ActorPayload``, a mapping of its fields, or ``None``."""
-        if value is None or isinstance(value, ActorPayload):
-            return value
-        if isinstance(value, Mapping):
-            unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
-            if unknown:
-                names = ", ".join(sorted(map(str, unknown)))
-                raise InvalidRecord("actor", f"unknown field(s) {names}")
-            for required in ("actor_type", "actor_id"):
-                if required not in value:
-                    raise InvalidRecord(f"actor.{required}", "is required")
-            return cls(**value)
-        raise InvalidRecord("actor", f"must be an ActorPayload or a dict, not {type(value)}")
-
-    def identity(self) -> dict[str, str]:
-        """The fields that identify the shared actor row."""
-        return {"type": self.actor_type, "id": self.actor_id, "tenant": self.tenant_id or ""}
-
-
-def _actor_dict(actor: ActorPayload) -> dict[str, Any]:
-    """The actor's fields for a spool file (``auth_token`` is only an input alias).
-
-    Built by hand: ``dataclasses.asdict`` deep-copies, which costs microseconds on the request
-    thread (the journal encodes every record there), and the values are immutable or only read.
-    """
-    return {
-        "actor_type": actor.actor_type,
-        "actor_id": actor.actor_id,
-        "tenant_id": actor.tenant_id,
-        "ip_address": actor.ip_address,
-        "user_agent": actor.user_agent,
-        "auth_context": actor.auth_context,
-    }
 
 
 #: Values cached on a record (``functools.cached_property``, in its ``__dict__``) and the
@@ -330,6 +209,8 @@ class PredictionRecord:
     correlation_id: str = ""
     #: ``None`` until redacted; then ``{"policy": version, "paths": {payload: [paths]}}``.
     redaction: dict[str, Any] | None = None
+    #: The data subject's pseudonymous reference (:mod:`ml_audit.subjects`); "" for none.
+    subject_ref: str = ""
 
     # ---------------------------------------------------------------- construction
 
@@ -359,6 +240,7 @@ class PredictionRecord:
         naive_datetime_policy: str = "reject",
         event_id: uuid.UUID | None = None,
         max_payload_bytes: int | None = None,
+        subject_ref: str = "",
     ) -> PredictionRecord:
         """Validate and normalise the arguments of a recording call.
 
@@ -391,6 +273,7 @@ class PredictionRecord:
             naive_datetime_policy=naive_datetime_policy,
             event_id=event_id,
             max_payload_bytes=max_payload_bytes,
+            subject_ref=subject_ref,
         )
         return record
 
@@ -526,14 +409,19 @@ class PredictionRecord:
             "status": self.status,
             "error_type": self.error_type,
             "metadata": self.metadata,
+            "subject_ref": self.subject_ref,
         }
         assert tuple(values) == IDENTITY_FIELDS
         return values
 
     def stored_fields(self) -> dict[str, Any]:
-        """Everything the row stores, as JSON: the input of :meth:`content_hash`."""
+        """Everything the row stores, as JSON: the input of :meth:`content_hash`.
+
+        ``subject_ref`` only when set, so that every row without a subject (all rows stored
+        before subjects existed) keeps its content hash.
+        """
         actor = self.actor
-        return {
+        fields: dict[str, Any] = {
             "schema": RECORD_SCHEMA,
             "id": str(self.event_id),
             "prediction_id": self.prediction_id,
@@ -561,6 +449,9 @@ class PredictionRecord:
             "parent_span_id": self.parent_span_id,
             "correlation_id": self.correlation_id,
         }
+        if self.subject_ref:
+            fields["subject_ref"] = self.subject_ref
+        return fields
 
     def evolve(self, **changes: Any) -> PredictionRecord:
         """A copy with ``changes`` (not validated: for fields the library itself sets)."""
@@ -577,12 +468,15 @@ class PredictionRecord:
     def to_dict(self, *, native: bool = False) -> dict[str, Any]:
         """A lossless JSON form of the record (for spool files); inverse of :meth:`from_dict`.
 
+        ``subject_ref`` is written only when set (lines written before subjects existed, which
+        lack it, read back as records without a subject).
+
         With ``native`` the id and the timestamp stay ``UUID`` and ``datetime`` objects, for an
         encoder that writes them itself (orjson: faster on the request thread); the JSON text
         reads back as the same record.
         """
         timestamp = self.timestamp.astimezone(dt.UTC)
-        return {
+        data: dict[str, Any] = {
             "schema": RECORD_SCHEMA,
             "event_id": self.event_id if native else self._event_id_text,
             "prediction_id": self.prediction_id,
@@ -606,6 +500,9 @@ class PredictionRecord:
             "correlation_id": self.correlation_id,
             "redaction": self.redaction,
         }
+        if self.subject_ref:  # only when set: lines without a subject stay as they were
+            data["subject_ref"] = self.subject_ref
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PredictionRecord:
@@ -647,6 +544,7 @@ _REVALIDATED_AS_IS = (
     "span_id",
     "parent_span_id",
     "event_id",
+    "subject_ref",
 )
 _REVALIDATED_OR_NONE = ("decision_outcome", "error_type", "error_message")
 
@@ -725,6 +623,7 @@ def create_draft(
     naive_datetime_policy: str = "reject",
     event_id: uuid.UUID | None = None,
     max_payload_bytes: int | None = None,
+    subject_ref: str = "",
 ) -> tuple[PredictionRecord, PreparedFeatures | None]:
     """:meth:`PredictionRecord.create`, and the features redacted by ``policy`` ahead of time.
 
@@ -815,6 +714,7 @@ def create_draft(
     )
     state["correlation_id"] = correlation_id
     state["redaction"] = None
+    state["subject_ref"] = _check_subject_ref(subject_ref) if subject_ref else ""
     if cls is PredictionRecord:
         # The dataclass __init__ would only set the (already validated) fields one by one.
         record = object.__new__(cls)

@@ -316,6 +316,7 @@ def _event_from_record(
         error_message=record.error_message,
         latency_ms=record.latency_ms,
         metadata=record.metadata,
+        subject_ref=record.subject_ref,
         content_hash=record.content_hash(),
     )
     return event
@@ -537,6 +538,7 @@ def event_to_record(event: PredictionEvent) -> PredictionRecord:
         parent_span_id=event.parent_span_id,
         correlation_id=event.correlation_id,
         redaction=event.redaction,
+        subject_ref=event.subject_ref,
     )
 
 

@@ -43,6 +43,8 @@ EXPLANATION_STATUSES = ("success", "failed", "partial", "pending")
 MAX_EXPLANATION_METHOD = 64
 
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+#: A subject reference (:mod:`ml_audit.subjects`): an HMAC-SHA-256 in lower-case hex.
+_SUBJECT_REF = re.compile(r"[0-9a-f]{64}")
 
 
 def split_trace_reference(value: str | None) -> tuple[str, str]:
@@ -135,6 +137,20 @@ def _check_timestamp(value: Any, naive_policy: str) -> dt.datetime:
         raise InvalidRecord(
             "timestamp", f"{value.isoformat()} is outside the dates that can be stored in UTC"
         ) from None
+
+
+def _check_subject_ref(value: Any) -> str:
+    """A record's ``subject_ref``: "" (no subject named) or 64 lower-case hex digits. Never an
+    identifier: the span helpers turn ``subject=`` into a reference before a record exists."""
+    if not isinstance(value, str):
+        raise InvalidRecord("subject_ref", f"must be a string, not {type(value).__name__}")
+    if value and _SUBJECT_REF.fullmatch(value) is None:
+        raise InvalidRecord(
+            "subject_ref",
+            "must be a subject reference (64 lower-case hex digits, from ml_audit.subjects) "
+            "or empty",
+        )
+    return value
 
 
 def _check_hex(field: str, value: str, pattern: re.Pattern[str]) -> str:

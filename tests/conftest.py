@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -67,3 +68,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+SQLITE_FILE_ALIAS = "threads_sqlite_file"
+SQLITE_FILE_TIMEOUT = 60  # seconds a thread waits for SQLite's write lock
+
+
+@pytest.fixture
+def sqlite_file_alias(tmp_path: Path, django_db_blocker: Any) -> Iterator[str]:
+    """A migrated SQLite file of this test's own that every thread opens its own connection
+    to. Never the in-memory test database: its shared cache fails a second writer at once
+    (``database table is locked``) where a file makes it wait for the lock, as a deployment's
+    does. Not through a Django test case, which would refuse connections to an alias it was
+    not told of. Skips on PostgreSQL, whose tests use the test database itself."""
+    if connections["default"].vendor != "sqlite":
+        pytest.skip("SQLite's write lock; on PostgreSQL the _on_postgresql variant runs")
+    with django_db_blocker.unblock():
+        connections.settings[SQLITE_FILE_ALIAS] = {
+            **connections.settings["default"],
+            "NAME": str(tmp_path / "threads.sqlite3"),
+            "OPTIONS": {"timeout": SQLITE_FILE_TIMEOUT},
+            "TEST": {"NAME": str(tmp_path / "threads.sqlite3")},
+        }
+        try:
+            call_command("migrate", database=SQLITE_FILE_ALIAS, verbosity=0)
+            yield SQLITE_FILE_ALIAS
+        finally:
+            connections[SQLITE_FILE_ALIAS].close()
+            del connections[SQLITE_FILE_ALIAS]
+            del connections.settings[SQLITE_FILE_ALIAS]

@@ -16,13 +16,10 @@ import datetime as dt
 import multiprocessing
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from django.core.management import call_command
 from django.db import connections, transaction
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -335,32 +332,6 @@ def test_processes_attaching_explanations_get_gapless_revisions() -> None:
         _assert_gapless_revisions(pks, "default")
     finally:
         _purge(pks, "default")
-
-
-THREADS_ALIAS = "exact_storage_threads"
-
-
-@pytest.fixture
-def sqlite_file_alias(tmp_path: Path, django_db_blocker: Any) -> Iterator[str]:
-    """A migrated SQLite file of this test's own that every thread opens its own connection
-    to (never the in-memory test database, see the module docstring). Not through a Django
-    test case, which would refuse connections to an alias it was not told of."""
-    if connections["default"].vendor != "sqlite":
-        pytest.skip("SQLite's write lock; on PostgreSQL the _on_postgresql variant runs")
-    with django_db_blocker.unblock():
-        connections.settings[THREADS_ALIAS] = {
-            **connections.settings["default"],
-            "NAME": str(tmp_path / "threads.sqlite3"),
-            "OPTIONS": {"timeout": DEADLINE},
-            "TEST": {"NAME": str(tmp_path / "threads.sqlite3")},
-        }
-        try:
-            call_command("migrate", database=THREADS_ALIAS, verbosity=0)
-            yield THREADS_ALIAS
-        finally:
-            connections[THREADS_ALIAS].close()
-            del connections[THREADS_ALIAS]
-            del connections.settings[THREADS_ALIAS]
 
 
 def test_threads_attaching_explanations_get_gapless_revisions_on_sqlite(

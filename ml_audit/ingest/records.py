@@ -7,7 +7,10 @@ Predictions are read as :mod:`ml_audit.otel.conventions` writes them (:func:`dec
    service may write. What the span says of its own actor (type and id), and its auth context,
    are kept as reported, in the row's auth context under ``"ingest"`` (redacted, see 3.).
 2. **Checked as a recording call is checked** (:func:`ml_audit.records.revalidated`): types,
-   lengths, ids (a W3C trace id), an aware timestamp, JSON payloads.
+   lengths, ids (a W3C trace id), an aware timestamp, JSON payloads, and the subject reference
+   ``ml_audit.subject.ref`` when there is one (64 lower-case hex digits: a reference the
+   sender made with :func:`ml_audit.subjects.subject_ref` against this trail's database, kept
+   as sent; an identifier is refused, as it has not that shape).
 3. **Redacted again, here, by this server's policy** and the payloads
    ``ML_AUDIT['REDACT_PAYLOADS']`` names (the auth context always, as it holds what the
    sender reported): a span that says it was

@@ -29,6 +29,16 @@ is a span under the request's span and its row shares the request's trace id.
 
 They are redacted like every other prediction's before they reach a span or a row.
 
+**Subject** (whom the prediction is about, see :mod:`ml_audit.subjects`): ``subject_field=``
+names a field of the request data (the serializer's validated data when the decorator
+validated the request) holding the subject's identifier, or ``subject=`` is a callable
+``(request) -> identifier``; absent, ``None`` or ``""`` names no subject. Only the subject's
+pseudonymous reference is recorded. When that reference needs the database and it cannot be
+reached, the client gets ``503`` (:class:`AuditUnavailable`) under either failure policy,
+before the model runs: the reference cannot be made up later, and a record without it would be
+missing from the subject's report. The identifier is still in the features if it is one of
+them: redact it there (``ML_AUDIT["REDACTION"]``) if it should not be stored.
+
 **Output** is the ``Response``'s data, or the dict the view returned (wrapped in a
 ``Response``). ``decision_field`` names the output key holding the decision; its value is the
 stored ``decision_outcome`` unless ``decision_outcome_field`` names another key;
@@ -90,6 +100,7 @@ from ml_audit.conf import AUDIT_FAILURE_POLICIES, audit_settings
 from ml_audit.exceptions import InvalidRecord, MLAuditError
 from ml_audit.otel.setup import get_pipeline
 from ml_audit.otel.spans import PredictionSpan, prediction_span
+from ml_audit.subjects.errors import SubjectUnavailable
 
 __all__ = [
     "PREDICTION_ID_HEADER",
@@ -216,13 +227,16 @@ def audited_prediction(
     serializer_class: type[BaseSerializer[Any]] | None = None,
     actor: Callable[[Any], Any] | None = None,
     on_audit_failure: str | None = None,
+    subject_field: str | None = None,
+    subject: Callable[[Any], Any] | None = None,
 ) -> Callable[[F], F]:
     """Record every call of the decorated DRF view as a prediction (see the module docstring).
 
     The first seven parameters are 0.2.0's, in its order. ``actor`` is a callable
     ``(request) -> ActorPayload | None`` (default: :func:`ml_audit.actors.actor_from_request`);
     ``environment`` defaults to ``ML_AUDIT['ENVIRONMENT']``; ``on_audit_failure`` overrides
-    ``ML_AUDIT['ON_AUDIT_FAILURE']``.
+    ``ML_AUDIT['ON_AUDIT_FAILURE']``. ``subject_field`` (a request data field) or ``subject``
+    (a callable ``(request) -> identifier``) names the prediction's data subject.
     """
     if on_audit_failure is not None and on_audit_failure not in AUDIT_FAILURE_POLICIES:
         raise ValueError(
@@ -236,6 +250,12 @@ def audited_prediction(
     ):
         if value is not None and not (isinstance(value, str) and value):
             raise TypeError(f"{name} must be the name of a key of the view's output")
+    if subject_field is not None and not (isinstance(subject_field, str) and subject_field):
+        raise TypeError("subject_field must be the name of a field of the request data")
+    if subject_field is not None and subject is not None:
+        raise TypeError("give subject_field or subject, not both")
+    if subject is not None and not callable(subject):
+        raise TypeError("subject must be a callable (request) -> identifier")
     outcome_field = decision_outcome_field or decision_field
 
     def decorate(view_func: F) -> F:
@@ -260,12 +280,14 @@ def audited_prediction(
                     if serializer is not None
                     else _as_features(_request_payload(request))
                 )
+            named = _subject(request, inputs, serializer, subject_field, subject)
             try:
                 span = prediction_span(
                     model_name=model_name,
                     model_version=model_version,
                     features=inputs,
                     actor=(actor or actor_from_request)(request),
+                    subject=named,
                     environment=environment,
                     mode="sync" if sync else None,
                     describe_error=_error_message,
@@ -273,6 +295,10 @@ def audited_prediction(
             except InvalidRecord as invalid:
                 # Input that cannot be audited is not scored: no prediction without a record.
                 raise DRFValidationError({invalid.field or "features": [str(invalid)]}) from None
+            except SubjectUnavailable as exc:
+                # The model has not run: nothing is lost, and nothing is served unrecorded.
+                logger.error("ml_audit: the prediction's subject cannot be recorded: %s", exc)
+                raise AuditUnavailable() from exc
             handle = span.__enter__()
             request.ml_audit = AuditContext(  # type: ignore[union-attr]
                 features=inputs, serializer=serializer, prediction=handle
@@ -313,6 +339,30 @@ def audited_prediction(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _subject(
+    request: Request | HttpRequest,
+    inputs: Mapping[str, Any],
+    serializer: BaseSerializer[Any] | None,
+    field: str | None,
+    named_by: Callable[[Any], Any] | None,
+) -> Any:
+    """The identifier of the prediction's subject, or None (no subject named)."""
+    if named_by is not None:
+        value = named_by(request)
+    elif field is not None:
+        source: Any = (
+            serializer.validated_data if serializer is not None else _request_payload(request)
+        )
+        value = source.get(field) if isinstance(source, Mapping) else None
+        if value is None and source is not inputs and isinstance(inputs, Mapping):
+            value = inputs.get(field)
+    else:
+        return None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value
 
 
 def _end(

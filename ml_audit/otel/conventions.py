@@ -12,7 +12,9 @@ only shape what the APM sees.
 
 Payload attributes (features, output, metadata, auth context, redaction summary) are JSON
 strings. Standard attributes are used where one fits: ``client.address``,
-``user_agent.original``, ``error.type``.
+``user_agent.original``, ``error.type``. A prediction that names its data subject carries its
+pseudonymous reference, ``ml_audit.subject.ref``, with the payloads (left out with them when
+``EXPORT_PAYLOADS`` is off); the subject's identifier is on no span (docs/subjects.md).
 
 With ``"openinference"`` in ``ML_AUDIT['SPAN_CONVENTIONS']`` (the default) both kinds of span
 also carry the OpenInference attributes that Arize Phoenix renders (span kind, input and
@@ -105,6 +107,8 @@ class ATTR:
     METADATA = "ml_audit.metadata"
     REDACTION = "ml_audit.redaction"
     CORRELATION_ID = "ml_audit.correlation_id"
+    #: The data subject's pseudonymous reference (ml_audit.subjects; never the identifier).
+    SUBJECT_REF = "ml_audit.subject.ref"
     # Explanation spans
     EXPLANATION_METHOD = "ml_audit.explanation.method"
     EXPLANATION_REVISION = "ml_audit.explanation.revision"
@@ -127,6 +131,7 @@ PAYLOAD_ATTRIBUTES = frozenset(
         ATTR.OUTPUT,
         ATTR.METADATA,
         ATTR.AUTH_CONTEXT,
+        ATTR.SUBJECT_REF,
         ATTR.EXPLANATION_SUMMARY,
         ATTR.EXPLANATION_TOP_ATTRIBUTIONS,
     }
@@ -211,11 +216,12 @@ def encode(
 ) -> dict[str, AttributeValue]:
     """Span attributes for a redacted record.
 
-    ``export_payloads=False`` leaves features, output, metadata and auth context out (and the
-    OpenInference input, output, user and session). ``max_length`` bounds each JSON attribute
-    (the database row is always whole). ``openinference`` adds the OpenInference attributes
-    (default: as ``ML_AUDIT['SPAN_CONVENTIONS']`` says); the ``ml_audit.*`` ones are the same
-    either way.
+    ``export_payloads=False`` leaves features, output, metadata, auth context and the subject
+    reference out (and the OpenInference input, output, user and session). ``max_length``
+    bounds each JSON attribute (the database row is always whole; the subject reference is
+    never cut: a prefix of it would name nobody). ``openinference`` adds the OpenInference
+    attributes (default: as ``ML_AUDIT['SPAN_CONVENTIONS']`` says); the ``ml_audit.*`` ones are
+    the same either way.
     """
     if record.redaction is None:
         raise ValueError("only redacted records may become span attributes")
@@ -280,6 +286,8 @@ def encode(
         attributes["ml_audit.metadata"] = "{}" if empty else dumps(value)
         if actor is not None and actor.auth_context is not None:
             attributes["ml_audit.actor.auth_context"] = dumps(actor.auth_context)
+        if record.subject_ref:
+            attributes["ml_audit.subject.ref"] = record.subject_ref
     if not openinference:
         return attributes
     # OpenInference (ml_audit.otel.openinference says what and why). Literal keys again, the
@@ -440,6 +448,7 @@ def decode(
         parent_span_id=parent_span_id,
         correlation_id=get(ATTR.CORRELATION_ID, ""),
         redaction=payload(ATTR.REDACTION, None),
+        subject_ref=get(ATTR.SUBJECT_REF, ""),
     )
 
 

@@ -238,6 +238,10 @@ class prediction_span:
     sync-mode write runs in a thread (``asgiref.sync_to_async``), as Django's ORM requires.
     ``describe_error`` turns an exception raised in the block into the stored (then redacted)
     error message; the default is ``str(exc)``; the error type is always the exception's class.
+    ``subject`` names whom the prediction is about (see :mod:`ml_audit.subjects`): only its
+    pseudonymous reference is recorded, looked up (or created) here, before the block runs;
+    :class:`~ml_audit.subjects.SubjectUnavailable` when that needs the database and it cannot
+    be reached.
     """
 
     def __init__(
@@ -247,6 +251,7 @@ class prediction_span:
         model_version: str,
         features: Mapping[str, Any],
         actor: ActorPayload | Mapping[str, Any] | None = None,
+        subject: str | int | None = None,
         environment: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         prediction_id: str | None = None,
@@ -275,6 +280,11 @@ class prediction_span:
             default_environment=audit_settings.ENVIRONMENT,
             max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
         )
+        if subject is not None:
+            from ml_audit.subjects.keys import subject_ref
+
+            ref = subject_ref(subject, tenant=self.draft.tenant_id, create=True)
+            self.draft = _replace(self.draft, {"subject_ref": ref})
         self._token: object | None = None
         self._handle: PredictionSpan | None = None
 
@@ -393,6 +403,7 @@ def audit_prediction(
     model_version: str,
     features: str | Callable[..., Mapping[str, Any]] = "features",
     actor: str | Callable[..., Any] | None = None,
+    subject: str | Callable[..., Any] | None = None,
     confidence: str | Callable[[Any], Any] | None = None,
     decision_outcome: str | Callable[[Any], Any] | None = None,
     environment: str | None = None,
@@ -400,7 +411,8 @@ def audit_prediction(
 ) -> Callable[[F], F]:
     """Decorator: every call of the function (sync or ``async``) is a recorded prediction.
 
-    ``features`` and ``actor`` name a parameter of the function (or are callables taking the
+    ``features``, ``actor`` and ``subject`` (whom the prediction is about: its identifier, see
+    :mod:`ml_audit.subjects`) name a parameter of the function (or are callables taking the
     same arguments); the return value is the output; ``confidence`` and ``decision_outcome``
     name a key (or attribute) of the return value, or are callables of it.
     """
@@ -416,6 +428,7 @@ def audit_prediction(
                 model_version=model_version,
                 features=_argument(features, bound),
                 actor=_argument(actor, bound),
+                subject=_argument(subject, bound),
                 environment=environment,
                 mode=mode,
             )

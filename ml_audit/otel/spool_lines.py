@@ -125,6 +125,9 @@ _RECORD_KEYS = frozenset(
         "redaction",
     }
 )
+#: Keys a prediction line has only when set (``to_dict`` leaves them out otherwise, so lines
+#: written before they existed still read back).
+_OPTIONAL_RECORD_KEYS = frozenset({"subject_ref"})
 _MAX_ALIAS = 255
 #: Text fields a line must give as strings (``revalidated`` checks the content of the others).
 _TEXT_FIELDS = (
@@ -247,8 +250,9 @@ def check_depth(line: bytes, limit: int) -> None:
 
 def _decode_record(data: dict[str, Any], latency: Any, has_latency: bool) -> PredictionRecord:
     keys = set(data)
-    if keys != _RECORD_KEYS:
-        missing, unexpected = sorted(_RECORD_KEYS - keys), sorted(keys - _RECORD_KEYS)
+    if keys != _RECORD_KEYS and not (_RECORD_KEYS < keys <= _RECORD_KEYS | _OPTIONAL_RECORD_KEYS):
+        missing = sorted(_RECORD_KEYS - keys)
+        unexpected = sorted(keys - _RECORD_KEYS - _OPTIONAL_RECORD_KEYS)
         detail = "; ".join(
             part
             for part in (
@@ -288,6 +292,8 @@ def _rebuild(data: dict[str, Any]) -> PredictionRecord:
     for name in _TEXT_FIELDS:  # revalidated checks their content, where they are not empty
         if not isinstance(fields[name], str):
             raise InvalidRecord(name, f"must be a string, not {type(fields[name]).__name__}")
+    if not isinstance(fields.get("subject_ref", ""), str):
+        raise InvalidRecord("subject_ref", "must be a string")
     fields["timestamp"] = when.astimezone(dt.UTC)
     fields["event_id"] = uuid.UUID(event_id)
     fields["actor"] = ActorPayload.coerce(actor)

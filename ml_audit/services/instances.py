@@ -72,6 +72,8 @@ def record_prediction_instance(event: PredictionEvent, using: str | None) -> Non
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
         event_id=event.pk,
         max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
+        # A reference the caller computed (ml_audit.subjects.subject_ref), checked as such.
+        subject_ref=event.subject_ref or "",
     )
     _copy_row(event, record_through_span(record, using=using))
 

@@ -25,6 +25,7 @@ def record_prediction_event(
     decision_outcome: str | None = None,
     confidence: float | None = None,
     actor: ActorPayload | Mapping[str, Any] | None = None,
+    subject: str | int | None = None,
     environment: str | None = None,
     trace_id: str | None = None,
     latency_ms: float | None = None,
@@ -56,6 +57,13 @@ def record_prediction_event(
     The prediction is an OpenTelemetry span ``ml_audit.prediction <model_name>`` (a child of the
     current span, or of the trace named by a W3C ``trace_id``), persisted by the audit span
     processor before this function returns.
+
+    ``subject`` names whom the prediction is about (an applicant's or patient's identifier in
+    your system, within the actor's tenant). It is not stored: the row holds the subject's
+    pseudonymous reference (:func:`ml_audit.subjects.subject_ref`), which
+    ``manage.py ml_audit_forget`` makes unlinkable. Needs ``ML_AUDIT['SUBJECT_KEY']``; raises
+    :class:`~ml_audit.subjects.SubjectUnavailable` when the subject key table cannot be reached
+    (nothing is written then).
 
     ``framework``, ``build_id``, ``commit_hash`` and ``config_snapshot`` describe the model
     version when this call creates it (as in 0.2.0; :func:`register_model_version` changes an
@@ -96,6 +104,11 @@ def record_prediction_event(
         naive_datetime_policy=audit_settings.NAIVE_DATETIME_POLICY,
         max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
     )
+    if subject is not None:
+        from ml_audit.subjects.keys import subject_ref
+
+        ref = subject_ref(subject, tenant=record.tenant_id, create=True, using=using)
+        record = record.evolve(subject_ref=ref)
     if provenance:
         ModelVersion.objects.using(store.resolve_alias(using)).get_or_create(
             model_name=record.model_name, version=record.model_version, defaults=provenance
