@@ -8,7 +8,7 @@ for them). Each batch transaction:
 1. on PostgreSQL, ``SET LOCAL ROLE`` to the purge role when the connected role is a member
    of it (the trigger opens the hatch to members only);
 2. selects the oldest rows of the group past the cutoff and under no hold, with their
-   dependents (explanation revisions; reviews and outcomes: add a :class:`Dependent`);
+   dependents (:data:`DEPENDENTS`: reason codes, reviews, outcomes, explanation revisions);
 3. appends one :class:`~ml_audit.models.PurgeRecord` (counts, time range, the Merkle root of
    the removed rows' leaves as the seals compute them, the rule and holds, who ran it) and one
    :class:`~ml_audit.models.PurgedRow` per removed row;
@@ -33,6 +33,8 @@ from django.utils import timezone
 
 from ml_audit import store
 from ml_audit.conf import audit_settings, resolve_alias
+from ml_audit.decision_hashes import OUTCOME, REASON_CODES, REVIEW, DecisionTable
+from ml_audit.decision_models import Outcome, ReasonCodes, Review
 from ml_audit.models import AccessLog, Explanation, PredictionEvent
 from ml_audit.retention.holds import access_held_q, active_holds, held_q
 from ml_audit.retention.policy import RetentionPolicy, Rule
@@ -48,17 +50,24 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True)
 class Dependent:
     """Rows that belong to a prediction and go with it: their model, the foreign key to the
-    prediction, their ``SealMember`` kind and the name used in counts."""
+    prediction, their ``SealMember`` kind and the name used in counts. ``table``: for rows
+    that store no hash of their own, where their columns and row hash come from
+    (:mod:`ml_audit.decision_hashes`); without it the row's ``content_hash`` is its hash."""
 
     name: str
     kind: int
     model: type[models.Model]
     fk: str
+    table: DecisionTable | None = None
 
 
-#: Explanation revisions go with their prediction. Reviews and outcomes (later issues): add a
-#: ``Dependent(name, kind, model, "prediction")`` here (children before parents, if nested).
+#: What goes with a purged prediction, children before parents (reason codes name an
+#: explanation revision): each is deleted in the prediction's batch, through the same hatch,
+#: with a tombstone of its kind and a count under its name.
 DEPENDENTS: list[Dependent] = [
+    Dependent(REASON_CODES.name, REASON_CODES.kind, ReasonCodes, "prediction", REASON_CODES),
+    Dependent(REVIEW.name, REVIEW.kind, Review, "prediction", REVIEW),
+    Dependent(OUTCOME.name, OUTCOME.kind, Outcome, "prediction", OUTCOME),
     Dependent("explanation", EXPLANATION.kind, Explanation, "prediction"),
 ]
 
@@ -213,8 +222,8 @@ def run_purge(
                 break
             record, after = done
             result.records.append(record)
-            if progress is not None:
-                progress(record.leaves)
+            if progress is not None:  # the plan counts the group's own rows
+                progress(record.counts.get(group.target, 0))
             if record.counts.get(group.target, 0) < size:
                 break
     if sealing and result.records:
@@ -328,13 +337,43 @@ def _select_predictions(
         children = dependent.model._default_manager.using(alias).filter(
             **{f"{dependent.fk}__in": ids}
         )
-        found = list(children.values_list("id", "content_hash"))
+        if dependent.table is None:
+            found = list(children.values_list("id", "content_hash"))
+        else:
+            found = _hashed_rows(alias, dependent.table, ids)
         leaves += [(dependent.kind, str(row_id), row_hash) for row_id, row_hash in found]
-        counts[dependent.name] = len(found)
-        deletes.append(children)
+        if found or dependent.table is None:
+            # Reviews, outcomes and reason codes are counted when a batch removed some (as
+            # before they existed, a batch's counts name predictions and explanations).
+            counts[dependent.name] = len(found)
+        # The rows just tombstoned, by id: a row added since (an outcome recorded meanwhile)
+        # is not deleted without its tombstone; it keeps its prediction, whose DELETE then
+        # fails on the foreign key, and the batch rolls back whole.
+        if found:
+            deletes.append(children.filter(pk__in=[row_id for row_id, _ in found]))
     deletes.append(PredictionEvent.objects.using(alias).filter(id__in=ids))
     last = (chosen[-1][1], chosen[-1][0])
     return leaves, counts, [when for _, when, _ in chosen], deletes, last
+
+
+def _hashed_rows(alias: str, table: DecisionTable, ids: list[Any]) -> list[tuple[str, str]]:
+    """``(row id, row hash)`` of ``table``'s rows of these predictions, read as the sealer
+    reads rows (raw columns, :meth:`DecisionTable.select`) and hashed by ``table.rehash``."""
+    connection = connections[alias]
+    prepare = PredictionEvent._meta.pk.get_db_prep_value
+    params = [prepare(pk, connection) for pk in ids]
+    sql = (
+        f"{table.select(connection.vendor)} "
+        f"WHERE {table.alias}.prediction_id IN ({', '.join(['%s'] * len(params))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [(_uuid_text(row[0]), table.rehash(row)[0]) for row in rows]
+
+
+def _uuid_text(value: Any) -> str:
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
 _ACCESS_FIELDS = tuple(column.split(".", 1)[1] for column in ACCESS_COLUMNS)
