@@ -19,12 +19,14 @@ fi
 "$CHROMIUM" --version 2>/dev/null || true
 
 mkdir -p "$ARTIFACTS"
-rm -f "$SHOT" "$ARTIFACTS/demo-admin-prediction.png"
+rm -f "$SHOT" "$ARTIFACTS/demo-admin-prediction.png" "$ARTIFACTS/admin-trail-integrity.png" \
+    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png"
 echo "==> browser tests"
 ML_AUDIT_CHROMIUM="$CHROMIUM" ML_AUDIT_SCREENSHOT_DIR="$ARTIFACTS" \
     "$PYTHON" -m pytest -m browser tests/browser -p no:cacheprovider
 
-for shot in "$SHOT" "$ARTIFACTS/demo-admin-prediction.png"; do
+for shot in "$SHOT" "$ARTIFACTS/demo-admin-prediction.png" "$ARTIFACTS/admin-trail-integrity.png" \
+    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png"; do
     if [ ! -s "$shot" ]; then
         echo "no screenshot at $shot" >&2
         exit 1

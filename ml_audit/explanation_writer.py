@@ -25,6 +25,7 @@ from ml_audit.exceptions import PredictionNotFound
 from ml_audit.explanation_records import ExplanationRecord
 from ml_audit.ids import uuid7
 from ml_audit.models import Explanation, PredictionEvent
+from ml_audit.reasons.writer import store_on_write as store_reason_codes
 
 __all__ = [
     "append_explanation",
@@ -100,7 +101,10 @@ def append_explanation(
                 if current is not None and _explanation_identity(current) == record.identity():
                     return current, False
                 revision = current.revision + 1 if current is not None else 1
-                return _insert_explanation(alias, prediction_pk, record, revision), True
+                explanation = _insert_explanation(alias, prediction_pk, record, revision)
+                # ML_AUDIT["REASON_CODES"]: with the revision, in its transaction; never raises.
+                store_reason_codes(alias, explanation, prediction_pk)
+                return explanation, True
         except IntegrityError as exc:
             if revision is None or not _revision_taken(alias, prediction_pk, revision):
                 raise
