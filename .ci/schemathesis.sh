@@ -8,11 +8,12 @@
 # schemathesis (the CI venv). The script starts the tests project (tests.settings) on a free
 # loopback port with a SQLite file database in a temporary directory, creates a user holding
 # the API's read permissions (HTTP Basic: DRF's default authentication classes), records 30
-# predictions, 20 of them with explanations, then runs schemathesis against
-# /api/ml-audit/schema/ with the not_a_server_error check (all four phases: examples, coverage,
-# fuzzing, stateful; SCHEMATHESIS_MAX_EXAMPLES per operation, default 50), bounded by
-# SCHEMATHESIS_TIMEOUT seconds (default 600; a run takes about 4 minutes on 2 CPUs, most of it
-# test generation). The server is stopped on exit. Exits non-zero on any server error.
+# predictions, 20 of them with explanations, places two legal holds and seals it all (two
+# seals), then runs schemathesis against /api/ml-audit/schema/ with the not_a_server_error
+# check (all four phases: examples, coverage, fuzzing, stateful; SCHEMATHESIS_MAX_EXAMPLES per
+# operation, default 50), bounded by SCHEMATHESIS_TIMEOUT seconds (default 600; a run takes
+# about 4 minutes on 2 CPUs, most of it test generation). The server is stopped on exit. Exits
+# non-zero on any server error.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -62,6 +63,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
 }
+# A sealing key, so that the seeded rows are sealed (seals/, predictions/{id}/seal/).
+ML_AUDIT = {"SEAL_KEY": "schemathesis-seal-key-not-secret-0123", "SEAL_KEY_ID": "fuzz"}
 EOF
 export PYTHONPATH="$ROOT:$WORK${PYTHONPATH:+:$PYTHONPATH}"
 export DJANGO_SETTINGS_MODULE=schemathesis_settings
@@ -85,7 +88,14 @@ from ml_audit.services import ActorPayload, attach_explanation, record_predictio
 
 username, password = sys.argv[1:3]
 user = User.objects.create_user(username, password=password)
-for codename in ("view_predictionevent", "view_requestingactor"):
+for codename in (
+    "view_predictionevent",
+    "view_requestingactor",
+    "view_seal",
+    "view_legalhold",
+    "view_review",  # with view_outcome: subjects/{ref}/report/
+    "view_outcome",
+):
     user.user_permissions.add(Permission.objects.get(codename=codename))
 
 t0 = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.UTC)
@@ -110,7 +120,14 @@ for i in range(30):
     )
     if i % 3 != 2:
         attach_explanation(event, "shap", {"amount": i / 100}, f"explanation {i}")
-print(f"schemathesis.sh: seeded 30 predictions for user {username!r}")
+from ml_audit.retention import place_hold, release_hold
+from ml_audit.sealing import seal_pending
+
+place_hold(reason="fuzz", created_by="seed", tenant_id="acme", reference="F-1")
+release_hold(place_hold(reason="fuzz", created_by="seed", everything=True), reason="done", created_by="seed")
+seal_pending(max_rows=20, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+seal_pending(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+print(f"schemathesis.sh: seeded 30 predictions, 2 holds and 2 seals for user {username!r}")
 EOF
 
 PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -1,11 +1,15 @@
-"""Latency of the read-only REST API over a large audit trail (issue #4).
+"""Latency of the read-only REST API over a large audit trail (issues #4 and #14).
 
 Loads ``--rows`` predictions (default 1,000,000) straight into a freshly migrated database with
 PostgreSQL ``COPY`` (not through ``record_prediction_event``: this is a read benchmark, so the
-content hashes and input fingerprints are placeholders), attaches an explanation to every tenth,
-runs ``ANALYZE``, then times requests through Django's test client as a logged-in user holding
-``ml_audit.view_predictionevent`` (session authentication, so each request also pays the session,
-user and permission look-ups a real deployment pays):
+content hashes and input fingerprints are placeholders), attaches an explanation to every tenth
+(with reason codes), and the human side of the decisions (issue #14): 30% of the predictions
+name a data subject (one of 50,000: about six predictions each), 5% have one or two reviews
+(confirm, override, escalate, contest_received; overrides on about 1.5% of all predictions),
+20% an observed outcome (a tenth of those two). Then it runs ``ANALYZE`` and times requests
+through Django's test client as a logged-in user holding ``ml_audit.view_predictionevent``
+(session authentication, so each request also pays the session, user and permission look-ups a
+real deployment pays):
 
 * ``floor``     ``GET predictions/?page_size=1`` (cursor mode only): the fixed cost of a request
   (test client, middleware, session and permission look-ups, DRF, access log), the baseline the
@@ -20,6 +24,13 @@ user and permission look-ups a real deployment pays):
   one. Page-number mode: ``?page=N``.
 * ``filtered``  ``model_name`` + a 7-day ``time_from``/``time_to`` window + ``min_confidence=0.8``
 * ``detail``    ``GET predictions/{uuid}/`` (a different prediction each request)
+* ``detail+``   the same, for predictions that have an explanation with reason codes, reviews
+  (an override among them) and outcomes: the detail's related query at its fullest
+* ``subject``   ``subject=`` one subject's reference (its handful of predictions)
+* ``override``  ``has_override=true`` (about 1.5% of the rows qualify)
+* ``action``    ``review_action=escalate`` (about 0.5%)
+* ``outcome``   ``has_outcome=true`` (20%)
+* ``no-outcome`` ``has_outcome=false`` with the ``filtered`` case's filters (80%)
 
 each in cursor pagination (the default) and page-number pagination (``API_PAGINATION="page"``,
 which adds a count query: on this unfiltered table the planner's estimate, see
@@ -29,7 +40,11 @@ once more with the access log off. Medians and p90 in ms, ``+floor`` (the median
 floor's: what a case costs beyond a request's fixed cost); the number of SQL queries each
 request runs (auth = session, user and permissions; data; log = the access log's ``INSERT``)
 and their time, measured around each query. Targets: list, deep and filtered <= 15 ms median,
-detail <= 5 ms.
+detail <= 5 ms; the issue #14 filters are held to the ``filtered`` target (15 ms) and
+``detail+`` to the detail's (5 ms). Every list and detail now also reads its explanations,
+reason codes, reviews and outcomes (one ``UNION ALL`` query): their cost is in every case.
+On a shared machine compare ``+floor`` (what a case adds to a request's fixed cost) rather than
+absolute times.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/ml_audit_dev \\
         python benchmarks/bench_read_api.py [--rows 20000] [--json] [--explain] \\
@@ -51,6 +66,7 @@ import argparse
 import base64
 import datetime as dt
 import functools
+import hashlib
 import json
 import os
 import random
@@ -81,7 +97,27 @@ TARGETS_MS: dict[str, float | None] = {
     "deep": 15.0,
     "filtered": 15.0,
     "detail": 5.0,
+    "detail+": 5.0,
+    "subject": 15.0,
+    "override": 15.0,
+    "action": 15.0,
+    "outcome": 15.0,
+    "no-outcome": 15.0,
 }
+#: Issue #14's share of the rows (see the module docstring).
+SUBJECTS = 50_000
+SUBJECT_SHARE = 0.30
+REVIEW_SHARE = 0.05
+OUTCOME_SHARE = 0.20
+#: Review actions of a reviewed prediction's last review, by weight (before it: a confirm).
+REVIEW_ACTIONS = (
+    ("confirm", 0.55),
+    ("override", 0.30),
+    ("escalate", 0.10),
+    ("contest_received", 0.05),
+)
+#: Bump when load() writes different data: --reuse then loads again.
+DATA_VERSION = 2
 
 
 def setup(
@@ -165,7 +201,8 @@ def save_meta(loaded: dict[str, Any]) -> None:
 
 def reusable(rows: int) -> dict[str, Any] | None:
     """What :func:`load` returned when it loaded this database with ``rows`` predictions, or
-    ``None`` when the database holds anything else (then it is dropped and loaded again).
+    ``None`` when the database holds anything else (then it is dropped and loaded again),
+    an earlier version of the data included.
 
     The row counts are checked against the tables, not only against the saved description.
     """
@@ -184,7 +221,14 @@ def reusable(rows: int) -> dict[str, Any] | None:
         predictions = cursor.fetchone()[0]
         cursor.execute("SELECT count(*) FROM ml_audit_explanation")
         explanations = cursor.fetchone()[0]
-    if meta.get("rows") != rows or (predictions, explanations) != (rows, meta["explanations"]):
+        cursor.execute("SELECT count(*) FROM ml_audit_review")
+        reviews = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM ml_audit_outcome")
+        outcomes = cursor.fetchone()[0]
+    if meta.get("rows") != rows or meta.get("data_version") != DATA_VERSION:
+        return None
+    counted = (predictions, explanations, reviews, outcomes)
+    if counted != (rows, meta["explanations"], meta["reviews"], meta["outcomes"]):
         return None
     return {**meta, "start": dt.datetime.fromisoformat(meta["start"])}
 
@@ -200,12 +244,21 @@ PREDICTION_COLUMNS = (
     "id, prediction_id, timestamp, trace_id, span_id, parent_span_id, correlation_id, "
     "environment, model_id, actor_id, tenant_id, client_ip, user_agent, auth_context, features, "
     "redaction, input_fingerprint, output, confidence, decision_outcome, status, error_type, "
-    "error_message, latency_ms, metadata, content_hash"
+    "error_message, latency_ms, metadata, content_hash, subject_ref"
 )
 EXPLANATION_COLUMNS = (
     "id, prediction_id, revision, method, method_version, payload, summary_text, status, "
     "generated_at, created_at, content_hash"
 )
+REVIEW_COLUMNS = (
+    "id, prediction_id, tenant_id, action, final_outcome, reviewer_type, reviewer_id, reason, "
+    "comment, redaction, created_at, trace_id, span_id"
+)
+OUTCOME_COLUMNS = (
+    "id, prediction_id, tenant_id, value, observed_at, source, recorded_at, recorded_by, "
+    "idempotency_key"
+)
+REASON_CODE_COLUMNS = "id, explanation_id, prediction_id, codes, created_at"
 PLACEHOLDER_HASH = "0" * 64
 OUTCOMES = ("approve", "review", "decline")
 COUNTRIES = ("DE", "FR", "US", "GB", "NL", "ES", "IT", "PL")
@@ -214,8 +267,10 @@ COUNTRIES = ("DE", "FR", "US", "GB", "NL", "ES", "IT", "PL")
 def prediction_rows(
     rows: int, start: dt.datetime, model_ids: list[int], actors: list[tuple[int, str]]
 ) -> Iterator[tuple[Any, ...]]:
-    """The rows, oldest first, spread evenly (with jitter) over 90 days."""
+    """The rows, oldest first, spread evenly (with jitter) over 90 days; a share of them about
+    a data subject (their own random stream: the other columns are as before issue #14)."""
     rng = random.Random(4)
+    subjects = random.Random(6)
     step = SPAN / rows
     redaction = json.dumps({"policy": "default", "paths": {"features": ["email"]}})
     auth_context = json.dumps({"auth": "session"})
@@ -254,11 +309,75 @@ def prediction_rows(
             round(rng.uniform(0.5, 40.0), 3),
             "{}",
             PLACEHOLDER_HASH,
+            subject_ref(subjects.randrange(SUBJECTS)) if subjects.random() < SUBJECT_SHARE else "",
         )
 
 
+@functools.lru_cache(maxsize=SUBJECTS)
+def subject_ref(number: int) -> str:
+    """A well-formed subject reference (64 lower-case hex digits) for subject ``number``."""
+    return hashlib.sha256(f"subject-{number}".encode()).hexdigest()
+
+
+def review_rows(
+    reviewed: list[tuple[str, dt.datetime, str, str, bool]],
+) -> Iterator[tuple[Any, ...]]:
+    """One or two reviews per ``(id, timestamp, tenant, decision, override)``: sometimes a
+    confirm first, then the last review (an override when asked, else by weight)."""
+    rng = random.Random(8)
+    actions = [action for action, _ in REVIEW_ACTIONS]
+    weights = [weight for _, weight in REVIEW_ACTIONS]
+    for prediction_id, when, tenant, decision, override in reviewed:
+        last = "override" if override else rng.choices(actions, weights)[0]
+        steps = ["confirm", last] if last != "confirm" and rng.random() < 0.4 else [last]
+        for n, action in enumerate(steps):
+            at = when + dt.timedelta(hours=1 + n)
+            final = ""
+            if action == "override":
+                final = next(o for o in OUTCOMES[rng.randrange(3) :] + OUTCOMES if o != decision)
+            yield (
+                str(uuid7_at(at, rng)),
+                prediction_id,
+                tenant,
+                action,
+                final,
+                "user",
+                f"reviewer-{rng.randrange(50):02d}",
+                "policy" if action == "override" else "",
+                "Checked against the file." if action != "confirm" else "",
+                "{}",
+                at,
+                "",
+                "",
+            )
+
+
+def outcome_rows(observed: list[tuple[str, dt.datetime, str]]) -> Iterator[tuple[Any, ...]]:
+    """The observed outcome of each ``(id, timestamp, tenant)`` 30 days on; a tenth get a
+    correction a week later."""
+    rng = random.Random(9)
+    for prediction_id, when, tenant in observed:
+        corrections = 2 if rng.random() < 0.1 else 1
+        for n in range(corrections):
+            at = when + dt.timedelta(days=30 + 7 * n)
+            value = {"defaulted": rng.random() < 0.08, "days_late": rng.randrange(0, 90)}
+            key = hashlib.sha256(f"{prediction_id}/{n}".encode()).hexdigest()
+            yield (
+                str(uuid7_at(at, rng)),
+                prediction_id,
+                tenant,
+                json.dumps(value),
+                at,
+                "ledger",
+                at + dt.timedelta(hours=1),
+                "import",
+                key,
+            )
+
+
 def load(rows: int) -> dict[str, Any]:
-    """COPY ``rows`` predictions (+ 10% explanations) into the empty tables; ANALYZE."""
+    """COPY ``rows`` predictions (+ 10% explanations with reason codes, and the reviews and
+    outcomes of the module docstring) into the empty tables; ANALYZE."""
     from django.db import connection, transaction
 
     from ml_audit.models import ModelVersion, RequestingActor
@@ -278,25 +397,45 @@ def load(rows: int) -> dict[str, Any]:
     explained: list[tuple[str, dt.datetime]] = []  # 10% of the keys: (id, timestamp)
     sample_ids: list[str] = []  # 200 ids spread over the table, for the detail requests
     sample_every = max(1, rows // 200)
+    # Issue #14: who was reviewed, whose outcome was observed; every 1,000th row (explained)
+    # gets an override and an outcome, for the detail+ requests.
+    chance = random.Random(7)
+    reviewed: list[tuple[str, dt.datetime, str, str, bool]] = []
+    observed: list[tuple[str, dt.datetime, str]] = []
+    rich_ids: list[str] = []
+    sample_subject = ""
     with transaction.atomic(), connection.cursor() as cursor:
         sql = f"COPY ml_audit_predictionevent ({PREDICTION_COLUMNS}) FROM STDIN"
         with cursor.copy(sql) as copy:
             for i, row in enumerate(prediction_rows(rows, start, model_ids, actor_keys)):
                 copy.write_row(row)
+                key, when, tenant, decision, subject = row[0], row[2], row[10], row[19], row[26]
                 if i % 10 == 3:
-                    explained.append((row[0], row[2]))
+                    explained.append((key, when))
                 if i % sample_every == 0:
-                    sample_ids.append(row[0])
+                    sample_ids.append(key)
+                if not sample_subject and subject and i >= rows // 2:
+                    sample_subject = subject
+                rich = i % 1000 == 3
+                if rich:
+                    rich_ids.append(key)
+                if rich or chance.random() < REVIEW_SHARE:
+                    reviewed.append((key, when, tenant, decision, rich))
+                if rich or chance.random() < OUTCOME_SHARE:
+                    observed.append((key, when, tenant))
         t_predictions = time.perf_counter()
         rng = random.Random(5)
+        coded: list[tuple[str, str, dt.datetime]] = []  # (explanation id, prediction id, when)
         sql = f"COPY ml_audit_explanation ({EXPLANATION_COLUMNS}) FROM STDIN"
         with cursor.copy(sql) as copy:
             for prediction_id, when in explained:
                 later = when + dt.timedelta(seconds=1)
                 payload = {f"f{j}": round(rng.gauss(0, 0.2), 4) for j in range(8)}
+                explanation_id = str(uuid7_at(later, rng))
+                coded.append((explanation_id, prediction_id, later))
                 copy.write_row(
                     (
-                        str(uuid7_at(later, rng)),
+                        explanation_id,
                         prediction_id,
                         1,
                         "shap",
@@ -309,19 +448,62 @@ def load(rows: int) -> dict[str, Any]:
                         PLACEHOLDER_HASH,
                     )
                 )
-    t_explanations = time.perf_counter()
+        t_explanations = time.perf_counter()
+        sql = f"COPY ml_audit_reasoncodes ({REASON_CODE_COLUMNS}) FROM STDIN"
+        with cursor.copy(sql) as copy:
+            for explanation_id, prediction_id, when in coded:
+                codes = [
+                    {
+                        "code": f"R{j:02d}",
+                        "text": f"Feature f{j} counted against the application.",
+                        "feature": f"f{j}",
+                        "direction": "+",
+                        "contribution": round(0.3 / (n + 1), 4),
+                    }
+                    for n, j in enumerate((3, 5, rng.randrange(8)))
+                ]
+                copy.write_row(
+                    (
+                        str(uuid7_at(when, rng)),
+                        explanation_id,
+                        prediction_id,
+                        json.dumps(codes),
+                        when,
+                    )
+                )
+        review_count = outcome_count = 0
+        sql = f"COPY ml_audit_review ({REVIEW_COLUMNS}) FROM STDIN"
+        with cursor.copy(sql) as copy:
+            for review in review_rows(reviewed):
+                copy.write_row(review)
+                review_count += 1
+        sql = f"COPY ml_audit_outcome ({OUTCOME_COLUMNS}) FROM STDIN"
+        with cursor.copy(sql) as copy:
+            for outcome in outcome_rows(observed):
+                copy.write_row(outcome)
+                outcome_count += 1
+    t_decisions = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     t_end = time.perf_counter()
+    rich_every = max(1, len(rich_ids) // 200)
     return {
+        "data_version": DATA_VERSION,
         "rows": rows,
         "explanations": len(explained),
+        "reviews": review_count,
+        "reviewed_predictions": len(reviewed),
+        "outcomes": outcome_count,
+        "observed_predictions": len(observed),
         "copy_predictions_s": t_predictions - t0,
         "copy_explanations_s": t_explanations - t_predictions,
-        "analyze_s": t_end - t_explanations,
+        "copy_decisions_s": t_decisions - t_explanations,
+        "analyze_s": t_end - t_decisions,
         "total_s": t_end - t0,
         "start": start,
         "sample_ids": sample_ids,
+        "rich_ids": rich_ids[::rich_every][:200],
+        "sample_subject": sample_subject,
     }
 
 
@@ -469,7 +651,9 @@ def main() -> None:
         say(
             f"  loaded in {loaded['total_s']:.1f} s (predictions "
             f"{loaded['copy_predictions_s']:.1f} s, {loaded['explanations']:,} explanations "
-            f"{loaded['copy_explanations_s']:.1f} s, ANALYZE {loaded['analyze_s']:.1f} s)",
+            f"{loaded['copy_explanations_s']:.1f} s, {loaded['reviews']:,} reviews and "
+            f"{loaded['outcomes']:,} outcomes {loaded['copy_decisions_s']:.1f} s, "
+            f"ANALYZE {loaded['analyze_s']:.1f} s)",
             flush=True,
         )
 
@@ -496,6 +680,15 @@ def main() -> None:
         "min_confidence": "0.8",
     }
     sample_ids = loaded["sample_ids"]
+    rich_ids = loaded["rich_ids"] or sample_ids
+    # Issue #14's filters, each alone, and has_outcome=false with the filtered case's filters.
+    decision_filters: dict[str, dict[str, str]] = {
+        "subject": {"subject": loaded["sample_subject"]},
+        "override": {"has_override": "true"},
+        "action": {"review_action": "escalate"},
+        "outcome": {"has_outcome": "true"},
+        "no-outcome": {**window, "has_outcome": "false"},
+    }
 
     def get(url: str, params: dict[str, str] | None = None) -> Any:
         response = client.get(url, params or {})
@@ -510,6 +703,11 @@ def main() -> None:
             "deep": lambda i: get(API, {"cursor": cursor}),
             "filtered": lambda i: get(API, window),
             "detail": lambda i: get(f"{API}{sample_ids[i % len(sample_ids)]}/"),
+            "detail+": lambda i: get(f"{API}{rich_ids[i % len(rich_ids)]}/"),
+            **{
+                name: functools.partial(lambda params, i: get(API, params), params)
+                for name, params in decision_filters.items()
+            },
         },
         "page": {
             "list": lambda i: get(API),
@@ -543,6 +741,16 @@ def main() -> None:
                 if name == "filtered" and pagination == "cursor" and access_log:
                     matched = len(request(0).json()["results"])
                     say(f"  filtered first page: {matched} rows, filters {window}")
+                if name in decision_filters and pagination == "cursor" and access_log:
+                    matched = len(request(0).json()["results"])
+                    say(f"  {name} first page: {matched} rows, filters {decision_filters[name]}")
+                if name == "detail+" and pagination == "cursor" and access_log:
+                    body = request(0).json()
+                    say(
+                        f"  detail+ reads {len(body['reviews'])} reviews, "
+                        f"{len(body['outcomes'])} outcomes, "
+                        f"{len((body['explanation'] or {}).get('reason_codes') or [])} reason codes"
+                    )
                 queries = count_queries(functools.partial(request, 0))
                 timing = time_case(request, args.warmup, args.requests, args.budget)
                 results.append(
@@ -574,12 +782,13 @@ def main() -> None:
 
     summary = {
         "backend": "postgresql",
-        "load": {k: v for k, v in loaded.items() if k not in ("sample_ids", "start")},
+        "load": {k: v for k, v in loaded.items() if k not in ("sample_ids", "rich_ids", "start")},
         "reused": reused,
         "page_size": PAGE_SIZE,
         "deep_page": deep_page,
         "deep_cursor": cursor,
         "filtered_params": window,
+        "decision_filters": decision_filters,
         "results": results,
     }
     if args.explain:

@@ -24,8 +24,14 @@ _PUBLIC = {
     "PredictionConflict": "ml_audit.exceptions",
     "PredictionNotFound": "ml_audit.exceptions",
     "attach_explanation": "ml_audit.services",
+    "current_outcome": "ml_audit.outcomes.recording",
+    "effective_outcome": "ml_audit.oversight.reviews",
+    "forget_subject": "ml_audit.subjects",
+    "record_outcome": "ml_audit.outcomes.recording",
     "record_prediction_event": "ml_audit.services",
+    "record_review": "ml_audit.oversight.reviews",
     "register_model_version": "ml_audit.services",
+    "subject_ref": "ml_audit.subjects",
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])

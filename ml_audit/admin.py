@@ -3,7 +3,9 @@
 The prediction detail page shows the redacted features as a table, the output, what was
 redacted, the current explanation with a server-rendered SVG chart of its top attributions
 (:mod:`ml_audit.charts`), the earlier revisions and a link to the trace in the APM
-(``ML_AUDIT['TRACE_URL_TEMPLATE']``). The request context (client IP, user agent, auth context
+(``ML_AUDIT['TRACE_URL_TEMPLATE']``), and the prediction's reviews under its effective outcome;
+appending a review, for users with ``ml_audit.add_review``, is the one write it offers
+(:mod:`ml_audit.oversight.admin`). The request context (client IP, user agent, auth context
 and the actor) is shown only to users with the ``ml_audit.view_requestingactor`` permission.
 Every value is escaped.
 
@@ -577,10 +579,20 @@ class PredictionEventAdmin(AccessLoggedAdmin):
         {"fields": ("actor", "client_ip", "user_agent", "auth_context_json")},
     )
 
+    #: Which seal covers the prediction and whether it verifies (ml_audit.sealing.admin), for
+    #: users who may see seals.
+    seal_fieldset: Any = ("Seal", {"fields": ("seal_status",)})
+
     def get_fieldsets(self, request: HttpRequest, obj: PredictionEvent | None = None) -> Any:
         fieldsets = list(self.base_fieldsets)
         if access.can_view_request_context(request.user):
             fieldsets.insert(1, self.request_context_fieldset)
+        if obj is not None:  # the reviews, and the form that appends one (ml_audit.oversight)
+            from ml_audit.oversight.admin import reviews_fieldset
+
+            fieldsets.append(reviews_fieldset(request))
+        if obj is not None and request.user.has_perm("ml_audit.view_seal"):
+            fieldsets.append(self.seal_fieldset)
         return fieldsets
 
     def get_readonly_fields(
@@ -635,6 +647,29 @@ class PredictionEventAdmin(AccessLoggedAdmin):
             "ml_audit/admin/redaction.html", {"policy": redaction.get("policy"), "paths": rows}
         )
 
+    @admin.display(description="Reviews")
+    def reviews_panel(self, obj: PredictionEvent) -> SafeString:
+        from ml_audit.oversight.admin import reviews_panel
+
+        return reviews_panel(obj)
+
+    @admin.display(description="Add a review")
+    def review_form_panel(self, obj: PredictionEvent) -> SafeString:
+        from ml_audit.oversight.admin import review_form_panel
+
+        return review_form_panel(obj, self.admin_site.name)
+
+    def get_urls(self) -> list[URLPattern]:
+        from ml_audit.oversight.admin import review_urls
+
+        return [*review_urls(self), *super().get_urls()]  # ahead of the "<id>/" catch-all
+
+    @admin.display(description="Seal")
+    def seal_status(self, obj: PredictionEvent) -> SafeString:
+        from ml_audit.sealing.admin import seal_panel
+
+        return seal_panel(obj, self.admin_site.name)
+
     @admin.display(description="Current explanation")
     def explanation_panel(self, obj: PredictionEvent) -> SafeString:
         revisions = list(obj.explanations.order_by("-revision"))
@@ -668,11 +703,18 @@ explanationnAdmin = ExplanationAdmin
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ScopedAdmin):
-    list_display = ("model_name", "version", "framework", "is_active", "created_at")
+    list_display = ("model_name", "version", "framework", "is_active", "created_at", "quality")
     search_fields = ("model_name", "version")
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return access.visible_model_versions(request, queryset)
+
+    @admin.display(description="quality")
+    def quality(self, obj: ModelVersion) -> str:
+        """A link to the version's quality page (:mod:`ml_audit.outcomes.admin`)."""
+        from ml_audit.outcomes.admin import quality_link
+
+        return quality_link(obj, self.admin_site.name)
 
 
 @admin.register(RequestingActor)
@@ -700,5 +742,11 @@ class AccessLogAdmin(ScopedAdmin):
 # The ingest endpoint's credentials: an admin that writes, so it lives with the endpoint.
 from ml_audit.ingest import admin as _ingest_admin  # noqa: E402, F401
 
+# Outcomes (read-only) and the quality of each model version.
+from ml_audit.outcomes import admin as _outcomes_admin  # noqa: E402, F401
+
 # Legal holds (adding a hold or a release is the one write) and purge records.
 from ml_audit.retention import admin as _retention_admin  # noqa: E402, F401
+
+# Seals: the Trail integrity page (read-only) and each seal's page.
+from ml_audit.sealing import admin as _sealing_admin  # noqa: E402, F401

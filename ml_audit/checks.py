@@ -12,6 +12,13 @@ ml_audit.E005  sealing is on (``SEALING``) without a ``SEAL_KEY``, or a sealing 
                shorter than 32 bytes
 ml_audit.E006  a retention period (``RETENTION``) is below the floor (six months, or
                ``RETENTION["FLOOR_DAYS"]``) and ``RETENTION_FLOOR_OVERRIDE`` gives no reason
+ml_audit.E007  ``SUBJECT_KEY`` is not a str or bytes key of at least 32 bytes; or (database
+               check: ``check --database``, ``migrate``) subject keys are stored but
+               ``SUBJECT_KEY`` is not set, so no prediction can name its subject
+ml_audit.E008  ``REASON_CODES`` is malformed: an unknown key, a bad sign, ``TOP`` or entry,
+               or one code given two texts in one model's set
+ml_audit.E009  (database check, PostgreSQL, purging configured) the purge role written into
+               the trigger function ``ml_audit_forbid_mutation()`` is not ``PURGE_ROLE``
 ml_audit.W001  audit rows go to a separate alias but ``MLAuditRouter`` is not installed
 ml_audit.W002  the audit database has no append-only triggers (only SQLite and PostgreSQL do)
 ml_audit.W003  spool files would live in the system temp directory (may be wiped on reboot)
@@ -24,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
-from django.db import connections
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections
 
 from ml_audit.conf import DEFAULTS, MLAuditSettings
 from ml_audit.exceptions import ConfigurationError
@@ -47,7 +54,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except ConfigurationError as exc:
         return [Error(str(exc), hint="Fix settings.ML_AUDIT.", id="ml_audit.E001")]
     for key in DEFAULTS:
-        if key in {"REDACTION", *SEAL_KEY_SETTINGS}:
+        if key in {"REDACTION", "REASON_CODES", "SUBJECT_KEY", *SEAL_KEY_SETTINGS}:
             continue
         try:
             getattr(conf, key)
@@ -65,6 +72,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     messages.extend(_seal_key_messages(conf))
     messages.extend(_retention_messages(conf))
+    messages.extend(_reason_code_messages(conf))
+    messages.extend(_subject_key_messages(conf))
     if not settings.USE_TZ:
         messages.append(
             Error(
@@ -134,6 +143,109 @@ def _seal_key_messages(conf: MLAuditSettings) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+def _reason_code_messages(conf: MLAuditSettings) -> list[CheckMessage]:
+    try:
+        conf.REASON_CODES  # noqa: B018 - parses and checks every entry
+    except ConfigurationError as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Fix ML_AUDIT['REASON_CODES'] (see docs/reason-codes.md).",
+                id="ml_audit.E008",
+            )
+        ]
+    return []
+
+
+_SUBJECT_KEY_HINT = (
+    "Set ML_AUDIT['SUBJECT_KEY'] to a secret of at least 32 bytes kept outside the audit "
+    "database, and never change it (docs/subjects.md)."
+)
+
+
+def _subject_key_messages(conf: MLAuditSettings) -> list[CheckMessage]:
+    try:
+        conf.SUBJECT_KEY  # noqa: B018 - checks type and length
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint=_SUBJECT_KEY_HINT, id="ml_audit.E007")]
+    return []
+
+
+@register(Tags.database)
+def check_subject_key_in_use(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Subjects are recorded (the subject key table has rows) but ``SUBJECT_KEY`` is unset: the
+    next prediction naming a subject would be refused. Runs where Django runs database checks
+    (``check --database``, ``migrate``)."""
+    conf = MLAuditSettings()
+    try:
+        alias, key = conf.DATABASE_ALIAS, conf.SUBJECT_KEY
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if key is not None or not databases or alias not in databases:
+        return []
+    from ml_audit.models import SubjectKey
+
+    try:
+        in_use = SubjectKey.objects.using(alias).exists()
+    except DatabaseError:  # not migrated yet
+        return []
+    if not in_use:
+        return []
+    return [
+        Error(
+            "Subject keys are stored, but ML_AUDIT['SUBJECT_KEY'] is not set: predictions "
+            "naming a subject are refused, and no subject can be forgotten.",
+            hint=_SUBJECT_KEY_HINT,
+            id="ml_audit.E007",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_purge_role_in_trigger(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """PostgreSQL, with purging configured (``RETENTION`` periods or a ``PURGE_ROLE``): the
+    hatch lets through members of the role written into it at ``migrate`` time (migration
+    0009); when ``PURGE_ROLE`` changed since, every purge is refused and the old role can
+    still purge. Runs where Django runs database checks (``check --database``, ``migrate``);
+    says nothing when the database cannot be reached."""
+    conf = MLAuditSettings()
+    try:
+        alias, role, policy = conf.DATABASE_ALIAS, conf.PURGE_ROLE, conf.RETENTION
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if not databases or alias not in databases:
+        return []
+    if not policy.purges_anything and "PURGE_ROLE" not in conf.user_settings:
+        return []
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return []
+    from ml_audit.retention.roles import trigger_purge_role
+
+    try:
+        baked = trigger_purge_role(connection)
+    except DatabaseError:  # the database is down or unreachable: nothing to compare
+        return []
+    if baked is None or baked == role:
+        return []  # not migrated yet (migrate writes the current role), or in agreement
+    return [
+        Error(
+            f"The trigger function ml_audit_forbid_mutation() of database {alias!r} opens the "
+            f"purge hatch to role {baked!r}, but ML_AUDIT['PURGE_ROLE'] is {role!r}: "
+            f"ml_audit_purge would be refused, and {baked!r} can still purge.",
+            hint=f"Run `python manage.py ml_audit_db_roles --apply --database {alias}` as a "
+            "superuser (with the --owner/--app/--auditor names you use): it rewrites the "
+            f"function for {role!r} and grants {role!r} its privileges. Or set "
+            f"ML_AUDIT['PURGE_ROLE'] back to {baked!r} (docs/retention.md).",
+            id="ml_audit.E009",
+        )
+    ]
 
 
 def _retention_messages(conf: MLAuditSettings) -> list[CheckMessage]:

@@ -173,6 +173,22 @@ DEFAULTS: dict[str, Any] = {
     "PURGE_ROLE": "ml_audit_purge",
     # Rows deleted per transaction by ml_audit_purge --execute.
     "PURGE_BATCH_SIZE": 1000,
+    # --- Reason codes (ml_audit.reasons; docs/reason-codes.md) ---
+    # Features (and the sign of their contribution) -> (code, text): {"TOP": 4,
+    # "ADVERSE_SIGN": "+", "ADVERSE_OUTCOMES": None, "FEATURES": {feature: (code, text) or
+    # {"+": ..., "-": ...} or None}, "MODELS": {model name: {same keys but MODELS}}}. Each new
+    # explanation revision then gets its reason codes: its TOP contributions of the adverse
+    # sign, in words. {} (the default): none.
+    "REASON_CODES": {},
+    # --- Data subjects (ml_audit.subjects; docs/subjects.md) ---
+    # The secret under which a subject's identifier is looked up in the subject key table
+    # (HMAC-SHA-256): a str or bytes of at least 32 bytes, kept outside the audit database and
+    # never changed (another key finds none of the existing subjects). Required once a
+    # prediction names a subject (subject=...). None: unset.
+    "SUBJECT_KEY": None,
+    # How long a process keeps a subject's reference in memory, in seconds: after
+    # ml_audit_forget, other processes may still use the forgotten reference this long. 0: never.
+    "SUBJECT_KEY_CACHE_SECONDS": 60,
 }
 
 API_PAGINATIONS = ("cursor", "page")
@@ -557,6 +573,21 @@ class MLAuditSettings:
         return self._int("PURGE_BATCH_SIZE", minimum=1)
 
     @cached_property
+    def REASON_CODES(self) -> Any:
+        """A :class:`ml_audit.reasons.policy.ReasonCodePolicy` (``enabled`` False when unset)."""
+        from ml_audit.reasons.policy import ReasonCodePolicy
+
+        return ReasonCodePolicy.from_settings(self._get("REASON_CODES"))
+
+    @cached_property
+    def SUBJECT_KEY(self) -> bytes | None:
+        return _seal_key("SUBJECT_KEY", self._get("SUBJECT_KEY"), what="a subject key")
+
+    @cached_property
+    def SUBJECT_KEY_CACHE_SECONDS(self) -> int:
+        return self._int("SUBJECT_KEY_CACHE_SECONDS", minimum=0)
+
+    @cached_property
     def redaction_config(self) -> dict[str, Any]:
         """The effective redaction config: ``ML_AUDIT_REDACTION`` overlaid by ``REDACTION``."""
         legacy = getattr(django_settings, "ML_AUDIT_REDACTION", None) or {}
@@ -586,9 +617,9 @@ _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}").fullmatch
 MIN_SEAL_KEY_BYTES = 32
 
 
-def _seal_key(name: str, value: Any) -> bytes | None:
-    """A sealing key as bytes (str keys are UTF-8 encoded), ``None`` when unset; a key shorter
-    than :data:`MIN_SEAL_KEY_BYTES` is refused."""
+def _seal_key(name: str, value: Any, *, what: str = "a sealing key") -> bytes | None:
+    """A sealing (or subject) key as bytes (str keys are UTF-8 encoded), ``None`` when unset;
+    a key shorter than :data:`MIN_SEAL_KEY_BYTES` is refused."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -597,7 +628,7 @@ def _seal_key(name: str, value: Any) -> bytes | None:
         raise ConfigurationError(f"ML_AUDIT[{name!r}] must be a str or bytes key.")
     if len(value) < MIN_SEAL_KEY_BYTES:
         raise ConfigurationError(
-            f"ML_AUDIT[{name!r}] is {len(value)} bytes long; a sealing key needs at least "
+            f"ML_AUDIT[{name!r}] is {len(value)} bytes long; {what} needs at least "
             f"{MIN_SEAL_KEY_BYTES} (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
         )
     return value

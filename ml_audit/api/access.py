@@ -10,7 +10,8 @@ without the ``drf`` extra. Every function takes a Django ``HttpRequest`` or a DR
   the explanations of those predictions, the model versions and actors that have one of those
   predictions, and the access-log rows of requests that were scoped within its tenants
   (:func:`visible_access_log`): never an unscoped request's row, which may name any tenant's
-  predictions.
+  predictions. Legal holds and purge records are scoped by their tenant
+  (:func:`visible_holds`, :func:`visible_purges`): one without a tenant only unscoped.
 - **Request context** (:data:`REQUEST_CONTEXT_FIELDS`: a prediction's client IP, user agent
   and auth context) is personal data beyond the prediction: shown, filtered and searched only
   for users holding :data:`REQUEST_CONTEXT_PERMISSION` (:func:`can_view_request_context`).
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from django.db import connections
-from django.db.models import BooleanField, Exists, OuterRef, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -44,8 +45,10 @@ __all__ = [
     "visible_access_log",
     "visible_actors",
     "visible_explanations",
+    "visible_holds",
     "visible_model_versions",
     "visible_predictions",
+    "visible_purges",
 ]
 
 #: Who may see where a request came from (a model permission: no migration needed).
@@ -224,3 +227,34 @@ def record_access(
     )
     row.save(using=store.resolve_alias())
     return row
+
+
+def _named_tenants(request: Any) -> frozenset[str] | None:
+    """The tenants ``request`` may read, without ``""``; ``None`` when it is unscoped."""
+    tenants = allowed_tenants(request)
+    return None if tenants is None else tenants - {""}
+
+
+def visible_holds(request: Any, queryset: QuerySet[Any, Any]) -> QuerySet[Any, Any]:
+    """The legal holds ``request`` may read: all when it is unscoped, else the placements scoped
+    to one of its tenants and their releases. A placement without a tenant (on every tenant, or
+    scoped by actor, model, prediction ids or time) may name any tenant's rows: only unscoped
+    requests see it, even when ``""`` is an allowed tenant."""
+    from ml_audit.retention_models import HoldAction
+
+    tenants = _named_tenants(request)
+    if tenants is None:
+        return queryset
+    return queryset.filter(
+        Q(action=HoldAction.PLACE, tenant_id__in=tenants)
+        | Q(action=HoldAction.RELEASE, releases__tenant_id__in=tenants)
+    )
+
+
+def visible_purges(request: Any, queryset: QuerySet[Any, Any]) -> QuerySet[Any, Any]:
+    """The purge records ``request`` may read: all when it is unscoped, else the batches of
+    predictions of its tenants (never an access-log purge, which has no tenant)."""
+    tenants = _named_tenants(request)
+    if tenants is None:
+        return queryset
+    return queryset.filter(tenant_id__in=tenants)

@@ -16,6 +16,18 @@ inclusive for a datetime and covers the whole day for a date. In a query string 
 ``trace_id`` accepts what ``record_prediction_event(trace_id=...)`` accepts: a W3C trace id
 (32 hex digits) matches the stored trace id, anything else (an ``X-Request-ID``) the stored
 correlation id.
+
+``subject`` takes a subject reference (64 hex digits, as the API shows it in ``subject_ref``;
+upper case is read as lower case), never a subject's identifier: anything else is a 400, so that
+an identifier sent by mistake is refused rather than quietly matching nothing.
+``review_action`` (a :class:`~ml_audit.decision_models.ReviewAction` value), ``has_override``
+and ``has_outcome`` keep the predictions that have at least one such review, an override, or
+an observed outcome (``false``: none). An override counts whatever came after it: it is in the
+history, and ``effective_outcome`` is the latest override's.
+
+Each of those is one indexed probe per candidate prediction (migration 0010's indexes): the
+subject's partial ``(subject_ref, timestamp)`` index, an ``EXISTS`` on the review's
+``(action, prediction)`` index, or on the outcome's ``(prediction, observed_at)`` index.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 
+from ml_audit.decision_models import Outcome, Review, ReviewAction
 from ml_audit.models import Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.records import split_trace_reference
 
@@ -139,6 +152,73 @@ class HasExplanationFilter(django_filters.Filter):  # type: ignore[misc]
             return qs
         exists = Exists(Explanation.objects.filter(prediction=OuterRef("pk")))
         return qs.filter(exists if value else ~exists)
+
+
+class _ExistsFilter(django_filters.Filter):  # type: ignore[misc]
+    """``true``: the predictions with at least one row of :meth:`related` (``false``: none)."""
+
+    field_class = StrictBooleanField
+
+    def related(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def filter(self, qs: QuerySet[Any], value: bool | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        exists = Exists(self.related().filter(prediction=OuterRef("pk")))
+        return qs.filter(exists if value else ~exists)
+
+
+class HasOverrideFilter(_ExistsFilter):
+    def related(self) -> QuerySet[Any]:
+        return Review.objects.filter(action=ReviewAction.OVERRIDE)
+
+
+class HasOutcomeFilter(_ExistsFilter):
+    def related(self) -> QuerySet[Any]:
+        return Outcome.objects.all()
+
+
+class ReviewActionFilter(django_filters.ChoiceFilter):  # type: ignore[misc]
+    """The predictions with at least one review of this action."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("choices", ReviewAction.choices)
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet[Any], value: str | None) -> QuerySet[Any]:
+        if not value:
+            return qs
+        reviews = Review.objects.filter(action=value, prediction=OuterRef("pk"))
+        return qs.filter(Exists(reviews))
+
+
+_SUBJECT_REF = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class SubjectReferenceField(forms.CharField):
+    """A subject reference: 64 hex digits (read in lower case, as they are stored)."""
+
+    default_error_messages = {
+        "invalid": "Enter a subject reference (64 hex digits), not a subject's identifier."
+    }
+
+    def to_python(self, value: Any) -> str | None:
+        text = super().to_python(value)
+        if not text:
+            return None
+        if _SUBJECT_REF.fullmatch(text) is None:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return text.lower()
+
+
+class SubjectFilter(django_filters.Filter):  # type: ignore[misc]
+    field_class = SubjectReferenceField
+
+    def filter(self, qs: QuerySet[Any], value: str | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        return qs.filter(subject_ref=value)
 
 
 class TraceReferenceField(forms.CharField):
@@ -260,6 +340,10 @@ class PredictionEventFilterSet(_CachedFormFilterSet):
     max_confidence = ConfidenceBoundFilter(field_name="confidence", lookup_expr="lte")
     trace_id = TraceReferenceFilter()
     prediction_id = django_filters.CharFilter(field_name="prediction_id")
+    subject = SubjectFilter()
+    review_action = ReviewActionFilter()
+    has_override = HasOverrideFilter()
+    has_outcome = HasOutcomeFilter()
 
     class Meta:
         model = PredictionEvent

@@ -33,7 +33,9 @@ from ml_audit.exceptions import ConfigurationError
 __all__ = [
     "READ_PERMISSION",
     "REQUEST_CONTEXT_PERMISSION",
+    "CanViewHolds",
     "CanViewPredictions",
+    "CanViewSeals",
     "can_view_request_context",
     "checks_objects",
     "configured_permission_classes",
@@ -55,6 +57,29 @@ class CanViewPredictions(BasePermission):
             and request.method in ("GET", "HEAD", "OPTIONS")
             and has_audit_permission(user, READ_PERMISSION)
         )
+
+
+class _HoldsModelPermission(BasePermission):
+    """An authenticated user holding :attr:`permission` (checked after the configured classes:
+    the seal and hold endpoints need both)."""
+
+    permission = ""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and has_audit_permission(user, self.permission))
+
+
+class CanViewSeals(_HoldsModelPermission):
+    """``ml_audit.view_seal``: the seal heads, and a prediction's seal and inclusion proof."""
+
+    permission = "ml_audit.view_seal"
+
+
+class CanViewHolds(_HoldsModelPermission):
+    """``ml_audit.view_legalhold``: the legal holds (tenant-scoped)."""
+
+    permission = "ml_audit.view_legalhold"
 
 
 def checks_objects(permission_objects: list[Any]) -> bool:

@@ -4,16 +4,32 @@
 prediction (and the OpenAPI schema is generated from it), but a nested ``ModelSerializer``
 costs about 0.15 ms per row and builds its fields again on every request. The views therefore
 read predictions as ``QuerySet.values()`` dicts (model and actor joined: no model instances),
-fetch the page's explanations with one query, and build each prediction's dict here, field by
-field, exactly as the serializer would: same keys in the same order, same values (datetimes
+fetch what hangs off the page's predictions with one query (:func:`related_of`), and build each
+prediction's dict here, field by field, exactly as the serializer would: same keys in the same
+order, same values (datetimes
 formatted by DRF's ``DateTimeField`` rules, ``api_settings.DATETIME_FORMAT`` included, UUIDs as
 strings, floats as floats, ``None`` kept). The JSON columns are read as text and decoded here
 (orjson when installed, ``json`` for what orjson would read differently), giving what Django's
 ``JSONField`` gives. ``tests/api/test_fast_paths.py`` holds the two paths to equality.
 
-The detail reads its prediction and every explanation revision in one query
-(:func:`prediction_with_explanations`); a list page reads its predictions, then the page's
-explanations (:func:`explanations_of`): two queries whatever the page size.
+A list page, a trace and a detail read their predictions (one query), then, in one more
+query whatever the page size, everything that hangs off them (:func:`related_of`): every
+explanation revision with the reason codes derived from it, every review and every outcome.
+That second query is a ``UNION ALL`` of three index scans, one per table, each reading the rows
+of the page's predictions only; a row's kind says which columns it fills. One query rather than
+three keeps a page-number page (page, count, the rest) within three queries; the union costs
+no more than the three scans it is made of.
+
+What the rows give beyond the prediction's own columns:
+
+* ``explanation``: the current (highest) revision, with ``reason_codes``, the codes
+  :class:`~ml_audit.decision_models.ReasonCodes` holds for *that* revision (``None`` when none
+  were derived from it: codes of an earlier revision do not describe the current one);
+* ``reviews``: every review, latest first (``created_at``, then ``id``);
+* ``effective_outcome``: the ``final_outcome`` of the latest ``override`` review, else the
+  model's ``decision_outcome``;
+* ``outcomes``: every observed outcome, latest first (``observed_at``, ``recorded_at``,
+  ``id``: the order of ``Outcome``'s ``Meta.ordering``), and ``outcome``, the first of them.
 """
 
 from __future__ import annotations
@@ -26,7 +42,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet, TextField
+from django.db import models
+from django.db.models import F, QuerySet, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework import ISO_8601
@@ -35,6 +52,7 @@ from rest_framework.settings import api_settings
 
 from ml_audit.api.access import REQUEST_CONTEXT_FIELDS
 from ml_audit.conf import audit_settings
+from ml_audit.decision_models import Outcome, Review, ReviewAction
 from ml_audit.models import Explanation, PredictionEvent
 
 orjson: Any
@@ -46,12 +64,11 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
 __all__ = [
     "PREDICTION_VALUES",
     "REQUEST_CONTEXT_VALUES",
-    "explanations_of",
+    "Related",
     "prediction_values",
-    "prediction_with_explanations",
+    "related_of",
     "row_from_instance",
     "serialize_predictions",
-    "split_explanations",
 ]
 
 #: What ``values()`` reads for one prediction (``actor_id`` is the foreign key, ``None`` when
@@ -72,6 +89,7 @@ PREDICTION_VALUES = (
     "actor__actor_id",
     "actor__tenant_id",
     "tenant_id",
+    "subject_ref",
     "features",
     "redaction",
     "output",
@@ -87,22 +105,6 @@ PREDICTION_VALUES = (
 )
 #: Read only when the request may see them (``show_request_context``).
 REQUEST_CONTEXT_VALUES = REQUEST_CONTEXT_FIELDS  # values() names: the same fields
-
-_EXPLANATION_VALUES = (
-    "prediction_id",
-    "method",
-    "method_version",
-    "payload",
-    "summary_text",
-    "status",
-    "generated_at",
-    "revision",
-)
-
-#: prediction id -> (number of revisions, the current revision's values as in
-#: ``_EXPLANATION_VALUES``).
-Explanations = dict[Any, tuple[int, tuple[Any, ...]]]
-
 
 #: JSON columns, read as their text (``<name>_text``) and decoded by :func:`_decode`, with
 #: orjson when installed: several times faster than the ``json.loads`` of Django's JSONField.
@@ -122,34 +124,20 @@ def prediction_values(
 ) -> QuerySet[PredictionEvent, dict[str, Any]]:
     """Every prediction on database ``using`` as the dicts :func:`serialize_predictions` reads
     (one query, joined); narrow it with ``filter()``."""
-    return _values_template(using, show_request_context, False).all()
-
-
-def prediction_with_explanations(
-    using: str, *, show_request_context: bool
-) -> QuerySet[PredictionEvent, dict[str, Any]]:
-    """:func:`prediction_values` with every explanation revision joined (``LEFT OUTER JOIN``):
-    one row per revision, in revision order, or one row without explanation. For one
-    prediction, read with :func:`split_explanations`: its row and explanations in one query."""
-    return _values_template(using, show_request_context, True).all()
+    return _values_template(using, show_request_context).all()
 
 
 @functools.lru_cache(maxsize=64)
 def _values_template(
-    using: str, show_request_context: bool, with_explanations: bool
+    using: str, show_request_context: bool
 ) -> QuerySet[PredictionEvent, dict[str, Any]]:
     # Resolving 30-odd names through their joins costs about 0.3 ms a request: done once per
     # (alias, shape), and every request works on a clone (the template is never evaluated).
     plain, texts = _value_arguments(show_request_context)
-    queryset = PredictionEvent.objects.using(using)
-    if not with_explanations:
-        values: QuerySet[PredictionEvent, dict[str, Any]] = queryset.values(*plain, **texts)
-        return values
-    joined = tuple(f"explanations__{name}" for name in _EXPLANATION_VALUES[1:])
-    joined_values: QuerySet[PredictionEvent, dict[str, Any]] = queryset.values(
-        *plain, *joined, **texts
+    values: QuerySet[PredictionEvent, dict[str, Any]] = PredictionEvent.objects.using(using).values(
+        *plain, **texts
     )
-    return joined_values.order_by("explanations__revision")
+    return values
 
 
 def _decode(text: str | None) -> Any:
@@ -177,18 +165,6 @@ _ABSENT = object()
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
-def split_explanations(found: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], Explanations]:
-    """The prediction row and the :func:`explanations_of` answer for the rows of one
-    prediction read by :func:`prediction_with_explanations`."""
-    row = found[0]
-    revisions = [r for r in found if r["explanations__revision"] is not None]
-    if not revisions:
-        return row, {}
-    current = revisions[-1]
-    values = (row["id"], *(current[f"explanations__{name}"] for name in _EXPLANATION_VALUES[1:]))
-    return row, {row["id"]: (len(revisions), values)}
-
-
 def row_from_instance(event: PredictionEvent, *, show_request_context: bool) -> dict[str, Any]:
     """The :func:`prediction_values` dict of a loaded prediction (``model``/``actor`` loaded)."""
     row = {
@@ -206,23 +182,113 @@ def row_from_instance(event: PredictionEvent, *, show_request_context: bool) -> 
     return row
 
 
-def explanations_of(alias: str, prediction_ids: Sequence[Any]) -> Explanations:
-    """Revision count and current revision of each prediction that has one (one query; none
-    for an empty page)."""
+# ----------------------------------------------------------------------------- related rows
+
+_EXPLANATION, _REVIEW, _OUTCOME = 0, 1, 2
+
+#: The columns of :func:`related_of`'s query after ``kind`` and ``prediction_id``, with their
+#: type (the same in every branch of the union), and what each kind of row puts in them
+#: (explanation revision, review, outcome; ``None``: ``NULL``).
+_SLOTS: tuple[tuple[str, type[models.Field[Any, Any]], tuple[str | None, ...]], ...] = (
+    ("when", models.DateTimeField, ("generated_at", "created_at", "observed_at")),
+    ("then", models.DateTimeField, (None, None, "recorded_at")),
+    ("row_id", models.UUIDField, (None, "id", "id")),
+    ("number", models.IntegerField, ("revision", None, None)),
+    ("a", models.TextField, ("method", "action", "source")),
+    ("b", models.TextField, ("method_version", "final_outcome", None)),
+    ("c", models.TextField, ("summary_text", "reviewer_type", None)),
+    ("d", models.TextField, ("status", "reviewer_id", None)),
+    ("e", models.TextField, (None, "reason", None)),
+    ("f", models.TextField, (None, "comment", None)),
+    # JSON, read as text and decoded by _decode (as the prediction's JSON columns).
+    ("json", models.TextField, ("payload", None, "value")),
+    # The codes of the revision's ReasonCodes (a LEFT OUTER JOIN: NULL when there are none).
+    ("codes", models.TextField, ("reason_codes__codes", None, None)),
+)
+_JSON_SLOTS = frozenset({"json", "codes"})
+_BRANCH_MODELS: tuple[type[models.Model], ...] = (Explanation, Review, Outcome)
+
+
+class Related:
+    """What hangs off one prediction, as :func:`related_of` read it.
+
+    ``revisions`` counts the explanation revisions, ``explanation`` is the current one's row
+    (``None`` without any), ``reviews`` and ``outcomes`` their rows, latest first. A row is the
+    tuple of :func:`related_of`'s columns.
+    """
+
+    __slots__ = ("explanation", "outcomes", "reviews", "revisions")
+
+    def __init__(self) -> None:
+        self.revisions = 0
+        self.explanation: tuple[Any, ...] | None = None
+        self.reviews: list[tuple[Any, ...]] = []
+        self.outcomes: list[tuple[Any, ...]] = []
+
+
+@functools.lru_cache(maxsize=16)
+def _related_templates(using: str) -> tuple[QuerySet[Any, Any], ...]:
+    """One ``values_list()`` queryset per table, with the union's columns in order (built once
+    per alias: every request filters clones)."""
+    templates: list[QuerySet[Any, Any]] = []
+    for kind, model in enumerate(_BRANCH_MODELS):
+        columns: dict[str, Any] = {
+            "r_kind": Value(kind, output_field=models.IntegerField()),
+            "r_prediction": F("prediction_id"),
+        }
+        for slot, field_class, sources in _SLOTS:
+            source = sources[kind]
+            if source is None:
+                # Typed, so that every branch of the union has the same column types.
+                columns[f"r_{slot}"] = Cast(Value(None), field_class())
+            elif slot in _JSON_SLOTS:
+                columns[f"r_{slot}"] = Cast(source, TextField())
+            else:
+                columns[f"r_{slot}"] = F(source)
+        queryset = model._default_manager.using(using).order_by().annotate(**columns)
+        templates.append(queryset.values_list(*columns))
+    return tuple(templates)
+
+
+def related_of(alias: str, prediction_ids: Sequence[Any]) -> dict[Any, Related]:
+    """The explanation revisions (with their reason codes), reviews and outcomes of these
+    predictions, in one query (none for an empty page): prediction id -> :class:`Related`,
+    for the predictions that have any."""
     if not prediction_ids:
         return {}
-    found: Explanations = {}
-    rows = (
-        Explanation.objects.using(alias)
-        .filter(prediction_id__in=prediction_ids)
-        .order_by("prediction_id", "revision")
-        .values_list(*_EXPLANATION_VALUES)
-    )
-    for row in rows:
-        previous = found.get(row[0])
-        # Ordered by revision: the last one seen is the current one.
-        found[row[0]] = (1 if previous is None else previous[0] + 1, row)
+    branches = [
+        template.filter(prediction_id__in=prediction_ids) for template in _related_templates(alias)
+    ]
+    union = branches[0].union(*branches[1:], all=True)
+    found: dict[Any, Related] = {}
+    for row in union:
+        related = found.get(row[1])
+        if related is None:
+            related = found[row[1]] = Related()
+        kind = row[0]
+        if kind == _EXPLANATION:
+            related.revisions += 1
+            current = related.explanation
+            if current is None or row[5] > current[5]:
+                related.explanation = row
+        elif kind == _REVIEW:
+            related.reviews.append(row)
+        else:
+            related.outcomes.append(row)
+    for related in found.values():
+        if len(related.reviews) > 1:  # latest first: created_at, then id
+            related.reviews.sort(key=_review_order, reverse=True)
+        if len(related.outcomes) > 1:  # latest first: observed_at, recorded_at, id
+            related.outcomes.sort(key=_outcome_order, reverse=True)
     return found
+
+
+def _review_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (row[2], row[4])
+
+
+def _outcome_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (row[2], row[3], row[4])
 
 
 def datetime_formatter() -> Callable[[Any], Any]:
@@ -249,33 +315,67 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+_OVERRIDE = ReviewAction.OVERRIDE.value
+
+
 def serialize_predictions(
     rows: Iterable[dict[str, Any]],
-    explanations: Explanations,
+    related: dict[Any, Related],
     *,
     show_request_context: bool,
 ) -> list[dict[str, Any]]:
-    """What ``PredictionEventSerializer(many=True).data`` gives for these predictions."""
+    """What ``PredictionEventSerializer(many=True).data`` gives for these predictions
+    (``related``: :func:`related_of` of them)."""
     when = datetime_formatter()
     template = audit_settings.TRACE_URL_TEMPLATE
     result: list[dict[str, Any]] = []
     append = result.append
+    nothing = Related()
     for row in rows:
         trace_id = row["trace_id"]
-        found = explanations.get(row["id"])
-        if found is None:
-            revisions, explanation = 0, None
-        else:
-            revisions, current = found
-            explanation = {
-                "method": current[1],
-                "method_version": current[2],
-                "payload": current[3],
-                "summary_text": current[4],
-                "status": current[5],
-                "generated_at": when(current[6]),
-                "revision": int(current[7]),
+        found = related.get(row["id"], nothing)
+        current = found.explanation
+        explanation = (
+            None
+            if current is None
+            else {
+                "method": current[6],
+                "method_version": current[7],
+                "payload": _decode(current[12]),
+                "summary_text": current[8],
+                "status": current[9],
+                "generated_at": when(current[2]),
+                "revision": int(current[5]),
+                "reason_codes": _decode(current[13]),
             }
+        )
+        decision = row["decision_outcome"]
+        effective = None
+        reviews = []
+        for review in found.reviews:
+            if effective is None and review[6] == _OVERRIDE:
+                effective = review[7]  # the latest override's (reviews are latest first)
+            reviews.append(
+                {
+                    "id": str(review[4]),
+                    "action": review[6],
+                    "final_outcome": review[7],
+                    "reviewer_type": review[8],
+                    "reviewer_id": review[9],
+                    "reason": review[10],
+                    "comment": review[11],
+                    "created_at": when(review[2]),
+                }
+            )
+        outcomes = [
+            {
+                "value": _decode(outcome[12]),
+                "observed_at": when(outcome[2]),
+                "source": outcome[6],
+                "recorded_at": when(outcome[3]),
+            }
+            for outcome in found.outcomes
+        ]
         item = {
             "id": str(row["id"]),
             "prediction_id": row["prediction_id"],
@@ -299,11 +399,13 @@ def serialize_predictions(
                 "tenant": row["actor__tenant_id"],
             },
             "tenant_id": row["tenant_id"],
+            "subject_ref": row["subject_ref"],
             "features": _json(row, "features"),
             "redaction": _json(row, "redaction"),
             "output": _json(row, "output"),
             "confidence": _float(row["confidence"]),
-            "decision_outcome": row["decision_outcome"],
+            "decision_outcome": decision,
+            "effective_outcome": decision if effective is None else effective,
             "status": row["status"],
             "error_type": row["error_type"],
             "error_message": row["error_message"],
@@ -312,7 +414,10 @@ def serialize_predictions(
             "content_hash": row["content_hash"],
             "input_fingerprint": row["input_fingerprint"],
             "explanation": explanation,
-            "explanation_revisions": revisions,
+            "explanation_revisions": found.revisions,
+            "reviews": reviews,
+            "outcome": outcomes[0] if outcomes else None,
+            "outcomes": outcomes,
         }
         if show_request_context:
             client_ip = row["client_ip"]

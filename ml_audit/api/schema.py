@@ -35,7 +35,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.settings import api_settings
 
 import ml_audit
-from ml_audit.api import permissions, views
+from ml_audit.api import permissions, quality, reviews, subjects, trail, views
+from ml_audit.decision_models import ReviewAction
 
 __all__ = ["SPECTACULAR_SETTINGS", "AuditSchemaGenerator", "AuditSchemaView"]
 
@@ -44,6 +45,12 @@ API_VIEWS: tuple[type[Any], ...] = (
     views.PredictionEventViewSet,
     views.ModelVersionViewSet,
     views.TraceViewSet,
+    trail.SealViewSet,
+    trail.HoldViewSet,
+    trail.PredictionSealView,
+    subjects.SubjectReportView,
+    quality.ModelQualityView,
+    reviews.PredictionReviewsView,
 )
 
 #: Query parameters whose django-filter field drf-spectacular cannot type by itself.
@@ -64,10 +71,35 @@ _PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "boolean",
         "description": "Only predictions with (true) or without (false) an explanation.",
     },
+    "in_force": {
+        "type": "boolean",
+        "description": "Only placements in force (true) or released (false); releases never.",
+    },
     "trace_id": {
         "type": "string",
         "description": "A W3C trace id (32 hex digits) matches the stored trace id; anything "
         "else (an X-Request-ID) the stored correlation id.",
+    },
+    "subject": {
+        "type": "string",
+        "pattern": "^[0-9a-fA-F]{64}$",
+        "description": "Only predictions about this data subject: its pseudonymous reference "
+        "(64 hex digits, as subject_ref shows it), never its identifier.",
+    },
+    "review_action": {
+        "type": "string",
+        "enum": sorted(ReviewAction.values),
+        "description": "Only predictions with at least one review of this action (whatever "
+        "came after it).",
+    },
+    "has_override": {
+        "type": "boolean",
+        "description": "Only predictions a reviewer overrode at least once (true), or never "
+        "(false).",
+    },
+    "has_outcome": {
+        "type": "boolean",
+        "description": "Only predictions with (true) or without (false) an observed outcome.",
     },
     "page_size": {
         "type": "integer",
@@ -103,6 +135,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "POSTPROCESSING_HOOKS": [
         "ml_audit.api.schema.document_filter_parameters",
         "ml_audit.api.schema.document_errors",
+        "ml_audit.api.subjects.document_subject_report",
+        "ml_audit.api.reviews.document_reviews",
     ],
 }
 

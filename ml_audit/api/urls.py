@@ -2,8 +2,12 @@
 
 Names live in the ``ml_audit_api`` namespace: ``ml_audit_api:api-root`` (the mount point: the
 endpoints as absolute URLs), ``prediction-list``, ``prediction-detail``, ``model-list``,
-``model-detail``, ``trace-detail``, and ``schema`` (the OpenAPI 3 document, only when
-drf-spectacular is installed: the ``openapi`` extra).
+``model-detail``, ``trace-detail``, ``seal-list``, ``seal-detail``, ``prediction-seal``,
+``hold-list``, ``hold-detail`` (:mod:`ml_audit.api.trail`), ``prediction-reviews``
+(:mod:`ml_audit.api.reviews`, which also takes ``POST``), ``subject-report``
+(:mod:`ml_audit.api.subjects`), ``model-quality`` (:mod:`ml_audit.api.quality`), and ``schema``
+(the OpenAPI 3
+document, only when drf-spectacular is installed: the ``openapi`` extra).
 
 django-ml-audit 0.2.0's names keep working beside these, for the same URLs:
 ``ml-audit-prediction-list``, ``ml-audit-prediction-detail``, ``ml-audit-model-list`` and
@@ -24,7 +28,7 @@ from typing import Any
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from ml_audit.api import views
+from ml_audit.api import quality, reviews, subjects, trail, views
 
 app_name = views.NAMESPACE
 
@@ -34,6 +38,9 @@ router = SimpleRouter()
 router.register("predictions", views.PredictionEventViewSet, basename="prediction")
 router.register("models", views.ModelVersionViewSet, basename="model")
 router.register("traces", views.TraceViewSet, basename="trace")
+# Tamper evidence and legal holds (ml_audit.api.trail).
+router.register("seals", trail.SealViewSet, basename="seal")
+router.register("holds", trail.HoldViewSet, basename="hold")
 
 #: 0.2.0's route names, reversed to the same URLs as ours. They come after ours, so a request
 #: always resolves to our names (``request.resolver_match.url_name``), and the OpenAPI document
@@ -46,7 +53,33 @@ legacy_router.register(
     "models", views.ModelVersionViewSet, basename=views.LEGACY_BASENAMES["model"]
 )
 
-urlpatterns: list[Any] = [path("", views.ApiRootView.as_view(), name="api-root"), *router.urls]
+urlpatterns: list[Any] = [
+    path("", views.ApiRootView.as_view(), name="api-root"),
+    *router.urls,
+    re_path(
+        rf"^predictions/(?P<pk>{views.UUID_PATTERN})/seal/$",
+        trail.PredictionSealView.as_view(),
+        name="prediction-seal",
+    ),
+    # A prediction's reviews, and appending one: the API's one write (ml_audit.api.reviews).
+    re_path(
+        rf"^predictions/(?P<pk>{views.UUID_PATTERN})/reviews/$",
+        reviews.PredictionReviewsView.as_view(),
+        name="prediction-reviews",
+    ),
+    # A data subject's report (ml_audit.api.subjects): JSON, or a printable HTML page.
+    re_path(
+        rf"^subjects/(?P<subject_ref>{subjects.SUBJECT_REF_REGEX})/report/$",
+        subjects.SubjectReportView.as_view(),
+        name="subject-report",
+    ),
+    # The quality of a model version by week (ml_audit.api.quality).
+    re_path(
+        rf"^models/(?P<pk>{views.UUID_PATTERN})/quality/$",
+        quality.ModelQualityView.as_view(),
+        name="model-quality",
+    ),
+]
 
 # Only with drf-spectacular (the ``openapi`` extra); the API works without it.
 if find_spec("drf_spectacular") is not None:

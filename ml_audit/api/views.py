@@ -7,6 +7,10 @@
 ``GET models/``                    known model versions (``model_name``, ``version``, ...)
 ``GET models/{uuid}/``             one model version by its UUID primary key
 ``GET traces/{trace_id}/``         every prediction of one W3C trace, oldest first
+``GET seals/``, ``holds/``, ...    seals, a prediction's seal and proof, legal holds:
+                                   :mod:`ml_audit.api.trail`
+``predictions/{uuid}/reviews/``    ``GET`` a prediction's reviews; ``POST`` appends one, the
+                                   API's one write (``ml_audit.add_review``): :mod:`.reviews`
 =================================  ==============================================================
 
 Every query reads ``store.resolve_alias()`` (``ML_AUDIT['DATABASE_ALIAS']``) and is scoped to
@@ -19,7 +23,8 @@ A request is refused, in this order (every refusal is a JSON body):
 
 1. 405 (with an ``Allow`` header) for any method but ``GET``, ``HEAD`` and ``OPTIONS``, before
    authentication and permissions: no endpoint writes, for anyone, so there is nothing to
-   authenticate for (and a logged-in browser's ``POST`` gets 405, not a CSRF failure);
+   authenticate for (and a logged-in browser's ``POST`` gets 405, not a CSRF failure); the
+   one exception is ``POST predictions/{uuid}/reviews/`` (:mod:`.reviews`);
 2. 401/403 unless ``ML_AUDIT['API_PERMISSION_CLASSES']`` allow it (:mod:`.permissions`;
    DRF's project-wide default permission classes are not used);
 3. 400 for a query parameter the endpoint does not know, one key per unknown parameter (a
@@ -31,9 +36,10 @@ A request is refused, in this order (every refusal is a JSON body):
    whoever asks (:class:`EndpointNotFoundView`).
 
 A list or detail request costs at most three queries for its data, whatever the page size: the
-page (model and actor joined), the explanations of the page's predictions (one query; a detail
-reads its prediction and explanations together, in one), and in ``"page"`` pagination mode the
-count (:mod:`.pagination`). Authentication and permission look-ups are the auth backend's and
+page (model and actor joined), what hangs off the page's predictions (explanation revisions with
+their reason codes, reviews and outcomes: one ``UNION ALL`` query, :func:`.rows.related_of`),
+and in ``"page"`` pagination mode the count (:mod:`.pagination`). A detail takes two.
+Authentication and permission look-ups are the auth backend's and
 come on top, and so does the access log's single ``INSERT`` (below).
 
 Predictions are read as ``values()`` dicts and turned into JSON by :mod:`.rows` (the shape of
@@ -386,10 +392,10 @@ class _AuditAPIMixin(_AuditAPIView, GenericAPIView[Any]):
 
     def prediction_data(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The JSON-ready dicts of ``page`` (:func:`rows.prediction_values` rows): one query
-        for their explanations."""
-        explained = rows.explanations_of(store.resolve_alias(), [row["id"] for row in page])
+        for their explanations, reason codes, reviews and outcomes."""
+        related = rows.related_of(store.resolve_alias(), [row["id"] for row in page])
         return rows.serialize_predictions(
-            page, explained, show_request_context=self.show_request_context()
+            page, related, show_request_context=self.show_request_context()
         )
 
     @property
@@ -407,14 +413,20 @@ class _AuditAPIMixin(_AuditAPIView, GenericAPIView[Any]):
 class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[PredictionEvent]):
     """Recorded predictions, newest first (``GET predictions/``), or one by its UUID
     (``GET predictions/{uuid}/``), each with its model version, actor, current explanation
-    (``explanation_revisions`` counts every revision) and ``trace_url``.
+    (with the ``reason_codes`` of that revision; ``explanation_revisions`` counts every
+    revision), ``trace_url``, ``subject_ref`` (the data subject's pseudonymous reference, "" for
+    none), its ``reviews`` (latest first), ``effective_outcome`` (the latest override's
+    ``final_outcome``, else the model's ``decision_outcome``), and its observed ``outcomes``
+    (latest first) with the latest as ``outcome``.
 
     Filters of the list (exact matches unless noted): ``model_name``,
     ``model_version``, ``actor_type``, ``actor_id``, ``tenant_id``, ``decision_outcome``,
     ``environment``, ``status``, ``prediction_id``, ``trace_id`` (a W3C trace id, or else the
     correlation id), ``has_explanation`` (true/false), ``min_confidence`` and
     ``max_confidence`` (between 0 and 1, inclusive), ``time_from`` and ``time_to`` (ISO 8601
-    datetimes, read in UTC without an offset, or dates; inclusive). Pages of ``page_size``
+    datetimes, read in UTC without an offset, or dates; inclusive), ``subject`` (a subject
+    reference: 64 hex digits), ``review_action`` (predictions with at least one review of this
+    action), ``has_override`` and ``has_outcome`` (true/false). Pages of ``page_size``
     rows. An unknown parameter or a value that cannot be read is a 400 naming the parameter.
     """
 
@@ -447,11 +459,10 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
             event = self.get_object()
             row = rows.row_from_instance(event, show_request_context=show)
             return Response(self.prediction_data([row])[0])
-        # Otherwise the prediction and its explanations in one query.
+        # Otherwise the prediction as a row, then what hangs off it: two queries.
         queryset = self.filter_queryset(
             visible_predictions(
-                request,
-                rows.prediction_with_explanations(store.resolve_alias(), show_request_context=show),
+                request, rows.prediction_values(store.resolve_alias(), show_request_context=show)
             )
         )
         lookup = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
@@ -461,8 +472,7 @@ class PredictionEventViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[Predi
             raise Http404 from None
         if not found:
             raise Http404("No prediction matches the given query.")
-        row, explained = rows.split_explanations(found)
-        return Response(rows.serialize_predictions([row], explained, show_request_context=show)[0])
+        return Response(self.prediction_data(found)[0])
 
 
 class ModelVersionViewSet(_AuditAPIMixin, viewsets.ReadOnlyModelViewSet[ModelVersion]):
@@ -531,8 +541,8 @@ class TraceViewSet(_AuditAPIMixin, viewsets.GenericViewSet[PredictionEvent]):
 
 class ApiRootView(_AuditAPIView):
     """The endpoints of this API, as absolute URLs: ``predictions``, ``models``, ``traces`` (a
-    URI template: put a W3C trace id in place of ``{trace_id}``) and ``schema`` (the OpenAPI 3
-    document, when drf-spectacular is installed).
+    URI template: put a W3C trace id in place of ``{trace_id}``), ``seals``, ``holds`` and
+    ``schema`` (the OpenAPI 3 document, when drf-spectacular is installed).
 
     Behind the same permissions as the rest of the API
     (``ML_AUDIT['API_PERMISSION_CLASSES']``), and recorded in the access log as ``api-root``.
@@ -563,6 +573,8 @@ class ApiRootView(_AuditAPIView):
             "predictions": url("prediction-list"),
             "models": url("model-list"),
             "traces": f"{head}{{trace_id}}{tail}",
+            "seals": url("seal-list"),
+            "holds": url("hold-list"),
         }
         with contextlib.suppress(NoReverseMatch):  # no drf-spectacular: no schema route
             endpoints["schema"] = url("schema")

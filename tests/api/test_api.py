@@ -132,7 +132,9 @@ def test_list_nests_model_actor_and_current_explanation(client: APIClient) -> No
         "status",
         "generated_at",
         "revision",
+        "reason_codes",
     }
+    assert row["explanation"]["reason_codes"] is None
     assert row["explanation_revisions"] == 2
     assert row["trace_url"] is None
     assert row["content_hash"] == event.content_hash

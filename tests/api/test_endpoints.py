@@ -110,6 +110,8 @@ def test_api_root_lists_the_endpoints_as_absolute_urls(
         "predictions": f"http://testserver{PREDICTIONS}",
         "models": f"http://testserver{MODELS}",
         "traces": f"http://testserver{ROOT}traces/{{trace_id}}/",
+        "seals": f"http://testserver{ROOT}seals/",
+        "holds": f"http://testserver{ROOT}holds/",
     }
     if HAS_SPECTACULAR:
         expected["schema"] = f"http://testserver{SCHEMA}"
@@ -166,6 +168,8 @@ def test_api_root_lists_no_schema_without_drf_spectacular(
         "predictions": f"http://testserver{PREDICTIONS}",
         "models": f"http://testserver{MODELS}",
         "traces": f"http://testserver{ROOT}traces/{{trace_id}}/",
+        "seals": f"http://testserver{ROOT}seals/",
+        "holds": f"http://testserver{ROOT}holds/",
     }
 
 

@@ -1,6 +1,7 @@
 """The read side's fast paths give what the slow ones gave.
 
-* :mod:`ml_audit.api.rows` builds the same dicts as ``PredictionEventSerializer``;
+* :mod:`ml_audit.api.rows` builds the same dicts as ``PredictionEventSerializer``, reviews,
+  outcomes, effective outcome and reason codes included;
 * :class:`ml_audit.api.renderers.AuditJSONRenderer` writes the same bytes as DRF's renderer;
 * the FilterSet is skipped only when no filter is named, and its form class is built once;
 * the one-query detail is used only when no permission class looks at objects;
@@ -29,10 +30,12 @@ from rest_framework.test import APIClient
 from ml_audit import paginators
 from ml_audit.api import filters, pagination, permissions, renderers, rows
 from ml_audit.api.serializers import PredictionEventSerializer
+from ml_audit.decision_models import Outcome, Review
 from ml_audit.models import Explanation, PredictionEvent
 from ml_audit.services import ActorPayload, attach_explanation
 
 from ..conftest import is_postgres
+from . import decisions
 from .test_api import PREDICTIONS, T0, TRACE, detail, make_user, record
 
 pytestmark = pytest.mark.django_db
@@ -47,8 +50,22 @@ def auditor() -> User:
 def variety() -> list[PredictionEvent]:
     """Predictions covering every shape a row can take."""
     plain = record(prediction_id="plain", trace_id=TRACE)
-    attach_explanation(plain, "shap", {"amount": 0.1}, "first")
-    attach_explanation(plain, "shap", {"amount": 0.2}, "second", method_version="0.45")
+    first = attach_explanation(plain, "shap", {"amount": 0.1}, "first")
+    second = attach_explanation(plain, "shap", {"amount": 0.2}, "second", method_version="0.45")
+    decisions.reason_codes(first, "R9")
+    decisions.reason_codes(second, "R1", "R2")
+    minute = dt.timedelta(minutes=1)
+    decisions.review(plain, "confirm", at=T0 + minute)
+    decisions.review(plain, "override", final_outcome="review", at=T0 + 2 * minute)
+    # Two reviews at the same instant: their ids order them, in both paths.
+    decisions.review(plain, "override", final_outcome="fraud", at=T0 + 3 * minute, reason="doc")
+    decisions.review(plain, "escalate", at=T0 + 3 * minute, comment="Zo\u00eb \u2028 seen")
+    decisions.outcome(plain, {"defaulted": False}, observed_at=T0 + 5 * minute, source="crm")
+    decisions.outcome(plain, "repaid", observed_at=T0 + 9 * minute, source="ledger")
+    decisions.outcome(
+        plain, 18446744073709551616, observed_at=T0 + 9 * minute, recorded_at=T0 + 10 * minute
+    )
+    decisions.outcome(plain, 0, observed_at=T0 + 7 * minute)
     no_actor = record(
         prediction_id="no-actor",
         actor=None,
@@ -56,6 +73,15 @@ def variety() -> list[PredictionEvent]:
         output=None,
         timestamp=T0 + dt.timedelta(microseconds=123456),
     )
+    decisions.review(no_actor, "contest_received", at=T0, reviewer=("subject", "s-1"))
+    decisions.review(
+        no_actor, "override", final_outcome="declined", at=T0 + dt.timedelta(microseconds=7)
+    )
+    about = decisions.about("ann", prediction_id="about-ann", timestamp=T0 - dt.timedelta(days=1))
+    stale = attach_explanation(about, "shap", {"age": 0.3})
+    decisions.reason_codes(stale, "R5")
+    attach_explanation(about, "shap", {"age": 0.4})  # no codes for the current revision
+    decisions.outcome(about, [1, 2.5, "x"], observed_at=T0)
     odd = record(
         prediction_id="odd",
         trace_id="req-\u00e9t\u00e9",  # a correlation id, no trace id
@@ -71,16 +97,24 @@ def variety() -> list[PredictionEvent]:
         timestamp=T0 - dt.timedelta(days=400),
     )
     attach_explanation(odd, "reason_codes", {"codes": ["R1"]})
-    return [plain, no_actor, odd]
+    return [plain, no_actor, odd, about]
 
 
-def serializer_data(show_request_context: bool) -> list[dict[str, Any]]:
-    """What the nested ModelSerializer gives (the views' former path)."""
-    queryset = (
-        PredictionEvent.objects.select_related("model", "actor")
-        .prefetch_related(Prefetch("explanations", Explanation.objects.order_by("revision")))
-        .order_by("-timestamp", "-id")
+def serializer_data(show_request_context: bool, *, prefetch: bool = True) -> list[dict[str, Any]]:
+    """What the nested ModelSerializer gives (the views' former path); without ``prefetch``,
+    every related row is read by its manager, one query at a time."""
+    queryset = PredictionEvent.objects.select_related("model", "actor").order_by(
+        "-timestamp", "-id"
     )
+    if prefetch:
+        queryset = queryset.prefetch_related(  # type: ignore[type-var]
+            Prefetch(
+                "explanations",
+                Explanation.objects.select_related("reason_codes").order_by("revision"),
+            ),
+            Prefetch("reviews", Review.objects.order_by("-created_at", "-id")),
+            Prefetch("outcomes", Outcome.objects.order_by("-observed_at", "-recorded_at", "-id")),
+        )
     context = {"show_request_context": show_request_context}
     return [
         dict(row) for row in PredictionEventSerializer(queryset, many=True, context=context).data
@@ -93,8 +127,8 @@ def fast_data(show_request_context: bool) -> list[dict[str, Any]]:
             "-timestamp", "-id"
         )
     )
-    explained = rows.explanations_of("default", [row["id"] for row in values])
-    return rows.serialize_predictions(values, explained, show_request_context=show_request_context)
+    related = rows.related_of("default", [row["id"] for row in values])
+    return rows.serialize_predictions(values, related, show_request_context=show_request_context)
 
 
 # ----------------------------------------------------------------------------- rows
@@ -103,18 +137,25 @@ def fast_data(show_request_context: bool) -> list[dict[str, Any]]:
 def test_values_templates_are_shared_and_never_touched_by_a_request() -> None:
     first = record(model_name="kept")
     record(model_name="other")
-    for build in (rows.prediction_values, rows.prediction_with_explanations):
-        narrowed = build("default", show_request_context=False).filter(model__model_name="kept")
-        assert [row["id"] for row in narrowed] == [first.pk]
-        # The next request starts from all predictions again, on the alias it names.
-        again = build("default", show_request_context=False)
-        assert again is not narrowed
-        assert again._result_cache is None
-        assert len(list(again)) == 2
-        assert again.db == "default"
-    template = rows._values_template("default", False, False)
+    narrowed = rows.prediction_values("default", show_request_context=False).filter(
+        model__model_name="kept"
+    )
+    assert [row["id"] for row in narrowed] == [first.pk]
+    # The next request starts from all predictions again, on the alias it names.
+    again = rows.prediction_values("default", show_request_context=False)
+    assert again is not narrowed
+    assert again._result_cache is None
+    assert len(list(again)) == 2
+    assert again.db == "default"
+    template = rows._values_template("default", False)
     assert template._result_cache is None  # only clones were ever evaluated
-    assert rows._values_template("default", False, False) is template
+    assert rows._values_template("default", False) is template
+    decisions.review(first, "confirm")
+    assert set(rows.related_of("default", [first.pk])) == {first.pk}
+    for related in rows._related_templates("default"):
+        assert related._result_cache is None
+        assert related.db == "default"
+    assert rows._related_templates("default") is rows._related_templates("default")
     shown = rows.prediction_values("default", show_request_context=True)
     assert "client_ip" in shown.query.values_select
     assert "client_ip" not in template.query.values_select
@@ -137,6 +178,33 @@ def test_rows_equal_the_serializer_keys_order_and_values(show: bool, settings: A
     assert by_id["no-actor"]["actor"] is None
     assert by_id["no-actor"]["explanation"] is None
     assert ("client_ip" in by_id["odd"]) is show
+    # The human side: the current revision's codes, reviews and outcomes latest first.
+    plain = by_id["plain"]
+    assert [code["code"] for code in plain["explanation"]["reason_codes"]] == ["R1", "R2"]
+    assert by_id["about-ann"]["explanation"]["reason_codes"] is None  # only revision 1 had
+    assert by_id["odd"]["explanation"]["reason_codes"] is None
+    assert [review["action"] for review in plain["reviews"]][2:] == ["override", "confirm"]
+    assert (plain["decision_outcome"], plain["effective_outcome"]) == ("clean", "fraud")
+    assert by_id["no-actor"]["effective_outcome"] == "declined"
+    assert by_id["odd"]["effective_outcome"] == ""
+    assert [o["value"] for o in plain["outcomes"]] == [
+        18446744073709551616,
+        "repaid",
+        0,
+        {"defaulted": False},
+    ]
+    assert plain["outcome"] == plain["outcomes"][0]
+    assert by_id["odd"]["outcome"] is None
+    assert by_id["odd"]["outcomes"] == by_id["odd"]["reviews"] == []
+    assert by_id["about-ann"]["subject_ref"] == decisions.subject_ref("ann")
+    assert plain["subject_ref"] == ""
+
+
+@pytest.mark.usefixtures("variety")
+def test_the_serializer_reads_the_same_without_prefetching() -> None:
+    # Outside the views (a project's own use of the serializer) the related managers query in
+    # their models' default order: the order the rows give.
+    assert serializer_data(False, prefetch=False) == fast_data(False)
 
 
 @pytest.mark.usefixtures("variety")
@@ -324,20 +392,28 @@ class RefuseFailedPredictions(BasePermission):
         return bool(obj.status != "failed")
 
 
-def test_detail_takes_one_data_query(auditor: User) -> None:
+def test_detail_takes_two_data_queries(auditor: User) -> None:
     event = record()
     attach_explanation(event, "shap", {"x": 1})
     attach_explanation(event, "shap", {"x": 2})
+    decisions.review(event, "override", final_outcome="manual")
+    decisions.outcome(event, "repaid")
     api = APIClient()
     api.force_authenticate(auditor)
 
     with CaptureQueriesContext(connection) as captured:
         body = api.get(detail(event.pk)).json()
 
-    data = [q["sql"] for q in captured.captured_queries if "ml_audit_prediction" in q["sql"]]
-    assert len(data) == 1, data
+    sql = [q["sql"] for q in captured.captured_queries]
+    # The prediction (model and actor joined), then everything that hangs off it in one query.
+    [_prediction] = [q for q in sql if 'FROM "ml_audit_predictionevent"' in q]
+    [related] = [q for q in sql if 'FROM "ml_audit_explanation"' in q]
+    for table in ("ml_audit_review", "ml_audit_outcome", "ml_audit_reasoncodes"):
+        assert table in related
+        assert not any(table in q for q in sql if q is not related)
     assert body["explanation_revisions"] == 2
     assert body["explanation"]["payload"] == {"x": 2}
+    assert (body["effective_outcome"], body["outcome"]["value"]) == ("manual", "repaid")
 
 
 def test_object_permissions_still_see_the_model_instance(settings: Any, auditor: User) -> None:
