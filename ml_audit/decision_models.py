@@ -31,8 +31,9 @@ class Review(AppendOnlyModel):
     """One act of human oversight on one prediction.
 
     An ``override`` carries the ``final_outcome`` that replaces the model's decision; the
-    prediction's effective outcome is the latest override's, else the model's. ``comment`` is
-    stored as redacted by the value detectors (``redaction`` says what was replaced).
+    prediction's effective outcome is the latest override's, else the model's. ``reason`` and
+    ``comment`` are stored as redacted by the value detectors (``redaction`` says which were
+    changed).
     """
 
     Action = ReviewAction
@@ -50,14 +51,15 @@ class Review(AppendOnlyModel):
     final_outcome = models.CharField(
         max_length=records.MAX_DECISION_OUTCOME, blank=True, default=""
     )
-    # Who reviewed: a user ("user", username or id) or an actor (its type and id).
+    # Who reviewed: a Django user ("user", its username) or an actor (its type and id).
     reviewer_type = models.CharField(max_length=32)
     reviewer_id = models.CharField(max_length=records.MAX_ACTOR_ID)
     reason = models.CharField(max_length=255, blank=True, default="")
     comment = models.TextField(blank=True, default="")
     redaction = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
-    # The review's own span (in the prediction's trace, or linked to it).
+    # The review's own span (in the trace of whatever recorded it, linked to the prediction's
+    # span: ml_audit.oversight.spans).
     trace_id = models.CharField(max_length=32, blank=True, default="")
     span_id = models.CharField(max_length=16, blank=True, default="")
 

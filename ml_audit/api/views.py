@@ -194,7 +194,8 @@ def description_html(description: str) -> str:
 class ReadMethodsFirst(APIView):
     """Refuses a method the view has no handler for with 405 before authentication, so that
     a write is "Method Not Allowed" for everyone (anonymous, unprivileged, or a browser session
-    without a CSRF token) rather than 401/403: no endpoint of this API writes, for anyone."""
+    without a CSRF token) rather than 401/403: no endpoint of this API writes, for anyone, but
+    ``POST predictions/{uuid}/reviews/`` (:mod:`.reviews`), which has a handler."""
 
     def perform_authentication(self, request: Request) -> None:
         method = (request.method or "").lower()

@@ -745,7 +745,6 @@ HOLD = SealedTable(
 )
 
 
-
 def _decision(table: decision_hashes.DecisionTable) -> SealedTable:
     """The sealed table of a :class:`~ml_audit.decision_hashes.DecisionTable`: the same kind,
     name, columns, expressions and hasher (so a sealed hash and a purge's tombstone agree)."""

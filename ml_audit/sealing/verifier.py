@@ -10,8 +10,8 @@ Passes, each a single streamed query:
    with the hash that was sealed; unsealed rows older than the newest horizon;
 4. per sealed table, members whose row is gone (an anti-join);
 5. the record tables (purge records, legal holds, reviews, outcomes, reason codes, subject
-   erasures) through a cursor, and the purges' tombstones: :func:`ml_audit.sealing.purges.
-   check_purges`.
+   erasures) through a cursor, and the purges' tombstones:
+   :func:`ml_audit.sealing.purges.check_purges`.
 
 Passes 3 and 4 cover :data:`~ml_audit.sealing.tables.TABLES` (predictions, explanations, the
 access log); pass 5 judges each record with the same finding classes.

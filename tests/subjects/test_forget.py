@@ -17,7 +17,7 @@ from ml_audit.models import PredictionEvent, SubjectErasure, SubjectKey
 from ml_audit.retention import place_hold, release_hold
 from ml_audit.sealing.verifier import verify
 from ml_audit.subjects import SubjectHeld, UnknownSubject, forget_subject, subject_ref
-from tests.seals.helpers import seal_now
+from tests.retention.helpers import seal_at_now
 from tests.subjects.helpers import ALICE, BOB, predict
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,8 @@ def test_after_forgetting_the_same_identifier_gets_a_new_unlinked_ref(subjects: 
 
 def test_verify_passes_after_a_forget(subjects: Any) -> None:
     _trail()
-    seal_now()
+    # Cut at the real time: a cut ahead of it would vouch for the erasure appended below.
+    seal_at_now()
     assert verify().ok
     forget_subject(ALICE, tenant="acme", reason="request", erased_by="dpo")
     report = verify()
