@@ -280,15 +280,31 @@ class prediction_span:
             default_environment=audit_settings.ENVIRONMENT,
             max_payload_bytes=audit_settings.MAX_PAYLOAD_BYTES,
         )
+        # The subject is validated here; its key is read (or created) here too, unless an
+        # event loop runs in this thread: then ``async with`` reads it from a thread
+        # (``__aenter__``), as Django's ORM requires.
+        self._subject: Any = None
         if subject is not None:
-            from ml_audit.subjects.keys import subject_ref
+            from ml_audit.subjects.keys import Subject
 
-            ref = subject_ref(subject, tenant=self.draft.tenant_id, create=True)
-            self.draft = _replace(self.draft, {"subject_ref": ref})
+            self._subject = Subject(subject, self.draft.tenant_id)
+            if not _in_event_loop():
+                self._name_subject()
         self._token: object | None = None
         self._handle: PredictionSpan | None = None
 
+    def _name_subject(self) -> None:
+        """Put the subject's reference on the draft (its key read or created)."""
+        if self._subject is None:
+            return
+        from ml_audit.subjects.keys import reference
+
+        ref = reference(self._subject, create=True)
+        self.draft = _replace(self.draft, {"subject_ref": ref})
+        self._subject = None
+
     def __enter__(self) -> PredictionSpan:
+        self._name_subject()  # only still pending when built inside an event loop
         span, draft = _start(self.draft, timestamp_from_span=True)
         self.draft = draft
         self._handle = PredictionSpan(span, draft)
@@ -347,6 +363,8 @@ class prediction_span:
         self._complete(exc)
 
     async def __aenter__(self) -> PredictionSpan:
+        if self._subject is not None:
+            await sync_to_async(self._name_subject)()
         return self.__enter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -355,6 +373,14 @@ class prediction_span:
             await sync_to_async(self._complete)(exc)
         else:
             self._complete(exc)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _describe(describe_error: Callable[[BaseException], Any] | None, exc: BaseException) -> str:

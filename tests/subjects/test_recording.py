@@ -3,6 +3,7 @@ journal and spool lines, writer, reading back; the identifier itself goes nowher
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -11,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ml_audit import store
@@ -251,6 +253,39 @@ def test_prediction_span_and_the_decorator_name_the_subject(
     exported = _everything_exported(exporter)
     assert ALICE not in exported
     assert BOB not in exported
+
+
+def test_async_spans_read_an_uncached_subject_key_from_a_thread(subjects: Any) -> None:
+    """Inside an event loop the key is not read on the loop's thread (Django refuses ORM
+    calls there): ``async with`` and a decorated coroutine read or create it in a thread."""
+
+    @audit_prediction(model_name="credit", model_version="1", subject="applicant", mode="sync")
+    async def score(features: dict[str, Any], applicant: str) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"score": 0.4}
+
+    async def main() -> str:
+        async with prediction_span(
+            model_name="credit", model_version="1", features={"age": 41}, subject=ALICE, mode="sync"
+        ) as p:
+            await asyncio.sleep(0)
+            p.set_output({"score": 0.1})
+        subject_keys.clear_cache()  # BOB's key is created, ALICE's read, not from memory
+        await score({"age": 41}, BOB)
+        subject_keys.clear_cache()
+        await score({"age": 42}, ALICE)
+        return p.prediction_id
+
+    assert not SubjectKey.objects.exists()
+    async_to_sync(main)()
+    refs = dict(PredictionEvent.objects.values_list("output__score", "subject_ref"))
+    assert SubjectKey.objects.count() == 2
+    assert refs[0.1] == subject_ref(ALICE)
+    assert refs[0.4] in {subject_ref(ALICE), subject_ref(BOB)}
+    assert set(PredictionEvent.objects.values_list("subject_ref", flat=True)) == {
+        subject_ref(ALICE),
+        subject_ref(BOB),
+    }
 
 
 def test_an_outage_refuses_the_prediction_before_the_model_runs(
