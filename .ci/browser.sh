@@ -20,13 +20,15 @@ fi
 
 mkdir -p "$ARTIFACTS"
 rm -f "$SHOT" "$ARTIFACTS/demo-admin-prediction.png" "$ARTIFACTS/admin-trail-integrity.png" \
-    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png"
+    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png" \
+    "$ARTIFACTS/demo-quality.png" "$ARTIFACTS/demo-subject-report.png"
 echo "==> browser tests"
 ML_AUDIT_CHROMIUM="$CHROMIUM" ML_AUDIT_SCREENSHOT_DIR="$ARTIFACTS" \
     "$PYTHON" -m pytest -m browser tests/browser -p no:cacheprovider
 
 for shot in "$SHOT" "$ARTIFACTS/demo-admin-prediction.png" "$ARTIFACTS/admin-trail-integrity.png" \
-    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png"; do
+    "$ARTIFACTS/admin-prediction-seal.png" "$ARTIFACTS/subject-report.png" \
+    "$ARTIFACTS/demo-quality.png" "$ARTIFACTS/demo-subject-report.png"; do
     if [ ! -s "$shot" ]; then
         echo "no screenshot at $shot" >&2
         exit 1

@@ -10,6 +10,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("ML_AUDIT_DEMO_SECRET_KEY", "ml-audit-demo-only-not-a-secret")
+#: DEMO SECRET, not a secret at all: the demo's ML_AUDIT["SUBJECT_KEY"] (override it with
+#: $ML_AUDIT_DEMO_SUBJECT_KEY). Never copy it into a real deployment.
+DEMO_SUBJECT_KEY = "ml-audit-demo-subject-key/DEMO-ONLY/not-a-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 USE_TZ = True
@@ -83,6 +86,29 @@ ML_AUDIT = {
     "ON_AUDIT_FAILURE": "fail",
     # Set by `manage.py demo --otlp-endpoint` (Phoenix: <origin>/redirects/traces/{trace_id}).
     "TRACE_URL_TEMPLATE": os.environ.get("ML_AUDIT_DEMO_TRACE_URL_TEMPLATE") or None,
+    # Whom a prediction is about: the applicant id of the request (the view's
+    # subject_field="applicant_id"), stored only as a pseudonymous subject reference. DEMO
+    # SECRET: fixed and public so that every run finds the same subjects; a real deployment
+    # reads it from its secret manager (at least 32 bytes) and never changes it.
+    "SUBJECT_KEY": os.environ.get("ML_AUDIT_DEMO_SUBJECT_KEY") or DEMO_SUBJECT_KEY,
+    # The applicant id also arrives among the features: redacted there, like the PII.
+    "REDACTION": {"DENYLIST": ["applicant_id"]},
+    # Reason codes (docs/reason-codes.md): the explanation's contributions are log-odds of
+    # default, so a positive one counts against the applicant; only declines and referrals
+    # to a person get reasons (approvals get an empty list).
+    "REASON_CODES": {
+        "TOP": 3,
+        "ADVERSE_SIGN": "+",
+        "ADVERSE_OUTCOMES": ["decline", "review"],
+        "FEATURES": {
+            "debt_to_income": ("R01", "Debt is high relative to income"),
+            "income_k": ("R02", "Income is low for the amount asked for"),
+            "late_payments_12m": ("R03", "Payments were late in the last 12 months"),
+            "credit_history_months": ("R04", "The credit history is short"),
+            "loan_amount_k": ("R05", "The amount asked for is high"),
+            "age": ("R06", "The applicant's age band has a higher default rate"),
+        },
+    },
 }
 
 LOGGING = {

@@ -17,12 +17,19 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 SERVICE_NAME = "ml-audit-demo"
 
+#: With ``keep_spans``: every span the demo ends, as an exporter receives it (``--check``
+#: reads them: no applicant id may be on any).
+kept = InMemorySpanExporter()
 
-def configure(*, otlp_endpoint: str | None, project: str = SERVICE_NAME) -> TracerProvider:
+
+def configure(
+    *, otlp_endpoint: str | None, project: str = SERVICE_NAME, keep_spans: bool = False
+) -> TracerProvider:
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": SERVICE_NAME, "openinference.project.name": project}
@@ -32,6 +39,8 @@ def configure(*, otlp_endpoint: str | None, project: str = SERVICE_NAME) -> Trac
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    if keep_spans:
+        provider.add_span_processor(SimpleSpanProcessor(kept))
     trace.set_tracer_provider(provider)
     set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
     DjangoInstrumentor().instrument(tracer_provider=provider)

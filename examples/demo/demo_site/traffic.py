@@ -50,6 +50,11 @@ class Application:
     secrets: tuple[str, ...]
     #: "ok", "invalid" (refused before scoring) or "out_of_range" (the model refuses it).
     kind: str = "ok"
+    #: Whom the application is about: the subject of its prediction (never stored in clear).
+    applicant_id: str = ""
+    #: Whether this applicant defaults (the synthetic data set's ground truth): the outcome
+    #: the demo records later for some of the decisions.
+    defaulted: bool = False
 
 
 @dataclasses.dataclass
@@ -61,19 +66,37 @@ class Sent:
     trace_id: str | None
 
 
-def applications(count: int, seed: int = SEED + 1) -> list[Application]:
-    """``count`` applications from mixed callers: ~4% invalid, ~4% outside the model's range."""
+#: Share of applications made by an applicant who applied before (to the same tenant).
+REPEAT_SHARE = 0.15
+
+
+def applications(count: int, seed: int = SEED + 1, *, id_prefix: str = "APP-") -> list[Application]:
+    """``count`` applications from mixed callers: ~4% invalid, ~4% outside the model's range,
+    ~15% by an applicant who applied before (same applicant id, person and caller), so that a
+    subject's report has more than one decision. Applicant ids are ``{id_prefix}NNNNNN``."""
     rng = random.Random(seed)
-    X, _ = synthetic_applicants(count, seed)
+    repeats = random.Random(seed + 7)  # its own stream: the rest stays as it was
+    X, defaulted = synthetic_applicants(count, seed)
     result = []
+    people: list[tuple[Caller, str, str, str, int]] = []
     for i, values in enumerate(X):
         features: dict[str, Any] = dict(zip(FEATURES, (float(v) for v in values), strict=True))
         for name, digits in DIGITS.items():
             features[name] = round(features[name], digits) if digits else round(features[name])
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        email = f"{first}.{last}{i}@example.com".lower()
-        phone = f"+44 20 7946 {i % 10000:04d}"
-        body = {**features, "full_name": f"{first} {last}", "email": email, "phone": phone}
+        applicant_id, person = f"{id_prefix}{i + 1:06d}", i
+        repeat = bool(people) and repeats.random() < REPEAT_SHARE
+        if repeat:
+            _, applicant_id, first, last, person = repeats.choice(people)
+        email = f"{first}.{last}{person}@example.com".lower()
+        phone = f"+44 20 7946 {person % 10000:04d}"
+        body = {
+            **features,
+            "applicant_id": applicant_id,
+            "full_name": f"{first} {last}",
+            "email": email,
+            "phone": phone,
+        }
         secrets: list[str] = [email, phone, f"{first} {last}"]
         roll = rng.random()
         if roll < 0.25:
@@ -87,7 +110,15 @@ def applications(count: int, seed: int = SEED + 1) -> list[Application]:
         elif roll > 0.92:
             body["loan_amount_k"] = round(features["income_k"] * 30, 1)
             kind = "out_of_range"
-        result.append(Application(rng.choice(CALLERS), body, tuple(secrets), kind))
+        caller = rng.choice(CALLERS)
+        if repeat:
+            caller = next(p[0] for p in people if p[1] == applicant_id)  # the same tenant
+        else:
+            people.append((caller, applicant_id, first, last, person))
+        secrets.append(applicant_id)
+        result.append(
+            Application(caller, body, tuple(secrets), kind, applicant_id, bool(defaulted[i]))
+        )
     return result
 
 

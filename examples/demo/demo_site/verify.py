@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import math
 import urllib.error
@@ -11,7 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from demo_site.traffic import Sent
-from ml_audit.models import PredictionEvent
+from ml_audit import effective_outcome, subject_ref
+from ml_audit.models import Explanation, ModelVersion, Outcome, PredictionEvent, Review
 
 
 class DemoCheckFailed(AssertionError):
@@ -23,15 +25,20 @@ def _expect(condition: bool, message: str) -> None:
         raise DemoCheckFailed(message)
 
 
-def _get(url: str, credentials: tuple[str, str] | None) -> tuple[int, Any]:
-    headers = {"Accept": "application/json"}
+def _get(
+    url: str, credentials: tuple[str, str] | None, accept: str = "application/json"
+) -> tuple[int, Any]:
+    headers = {"Accept": accept}
     if credentials:
         token = base64.b64encode(":".join(credentials).encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            raw = response.read()
+            if accept != "application/json":
+                return response.status, (response.headers.get_content_type(), raw.decode())
+            return response.status, json.loads(raw)
     except urllib.error.HTTPError as error:
         return error.code, None
 
@@ -116,3 +123,175 @@ def api(
     traced = [p["prediction_id"] for p in trace["predictions"]]
     _expect(scored.prediction_id in traced, "the trace does not list its prediction")
     return {"api_rows_seen": len(page["results"])}
+
+
+def _ids_of(sent: Iterable[Sent]) -> set[str]:
+    return {s.application.applicant_id for s in sent}
+
+
+def subjects(sent: Iterable[Sent], spans: Iterable[Any]) -> dict[str, int]:
+    """Every recorded prediction names its applicant by the subject reference the applicant's
+    id and tenant give; no applicant id is stored anywhere (rows, explanations, reason codes,
+    reviews, outcomes) or on any span the demo ended."""
+    sent = [s for s in sent if s.prediction_id]
+    events = {
+        e.prediction_id: e
+        for e in PredictionEvent.objects.filter(prediction_id__in=[s.prediction_id for s in sent])
+    }
+    refs = set()
+    for s in sent:
+        event = events[s.prediction_id]  # type: ignore[index]
+        expected = subject_ref(s.application.applicant_id, tenant=s.application.caller.tenant)
+        _expect(
+            event.subject_ref == expected and len(expected) == 64,
+            f"{event.prediction_id}: subject_ref {event.subject_ref!r}, expected {expected!r}",
+        )
+        refs.add(expected)
+    repeated = len(sent) - len(refs)
+    _expect(repeated > 0 or len(sent) < 20, "no applicant applied twice: no repeated subject")
+    # Every applicant id starts with one of these: none of them may be found anywhere.
+    applicant_ids = ("APP-", "HIST-")
+    stored = json.dumps(
+        [
+            list(PredictionEvent.objects.values()),
+            list(Explanation.objects.values()),
+            list(Review.objects.values()),
+            list(Outcome.objects.values()),
+        ],
+        default=str,
+    )
+    for applicant_id in applicant_ids:
+        _expect(applicant_id not in stored, f"applicant id {applicant_id!r} stored in clear")
+    spans = list(spans)
+    with_ref = 0
+    for span in spans:
+        attributes = json.dumps(dict(span.attributes or {}), default=str)
+        for applicant_id in applicant_ids:
+            _expect(applicant_id not in attributes, f"{applicant_id!r} on span {span.name!r}")
+        with_ref += "ml_audit.subject.ref" in (span.attributes or {})
+    _expect(with_ref >= len(sent), f"{with_ref} spans carry a subject reference")
+    return {"with_subject": len(sent), "subjects": len(refs), "spans": len(spans)}
+
+
+def oversight(recorded: Any) -> dict[str, int]:
+    """The reviews and outcomes the demo recorded are stored; each overridden prediction's
+    effective outcome is its latest override's final outcome."""
+    ours = Review.objects.filter(pk__in=recorded.review_ids)  # this run's
+    reviews = ours.count()
+    actions = collections.Counter(ours.values_list("action", flat=True))
+    _expect(actions == recorded.reviews, f"reviews stored: {dict(actions)}")
+    if recorded.history:
+        for action in ("confirm", "override", "escalate", "contest_received", "contest_resolved"):
+            _expect(action in actions, f"no {action} review was recorded")
+    overrides = list(ours.filter(action="override").select_related("prediction"))
+    for review in overrides:
+        effective = effective_outcome(review.prediction)
+        _expect(
+            effective == review.final_outcome,
+            f"{review.prediction.prediction_id}: effective outcome {effective!r}, the "
+            f"override says {review.final_outcome!r}",
+        )
+    for prediction_id in recorded.reviewed_today["override"]:
+        event = PredictionEvent.objects.get(prediction_id=prediction_id)
+        _expect(
+            effective_outcome(prediction_id) != event.decision_outcome,
+            f"{prediction_id}: the override did not change the decision",
+        )
+    outcomes = Outcome.objects.filter(pk__in=recorded.outcome_ids).count()
+    _expect(outcomes == recorded.outcomes, f"{outcomes} outcomes stored")
+    return {"reviews": reviews, "overrides": len(overrides), "outcomes": outcomes}
+
+
+def quality(base_url: str, credentials: tuple[str, str]) -> dict[str, Any]:
+    """The quality API gives the model version's figures: a week per week with predictions,
+    every outcome counted, accuracies, the overrides."""
+    from demo_site.model import MODEL_NAME, MODEL_VERSION
+
+    model = ModelVersion.objects.get(model_name=MODEL_NAME, version=MODEL_VERSION)
+    url = f"{base_url}/api/ml-audit/models/{model.pk}/quality/"
+    status, _ = _get(url, None)
+    _expect(status in (401, 403), f"anonymous quality read got HTTP {status}")
+    status, body = _get(url, credentials)
+    _expect(status == 200, f"models/{{id}}/quality/ got HTTP {status}")
+    total, weeks = body["total"], body["weeks"]
+    _expect(body["model"]["version"] == MODEL_VERSION, "the quality of another model version")
+    _expect(
+        total["predictions"] == PredictionEvent.objects.filter(model=model).count(),
+        f"the quality total counts {total['predictions']} predictions",
+    )
+    with_outcome = (
+        Outcome.objects.filter(prediction__model=model).values("prediction").distinct().count()
+    )
+    _expect(total["with_outcome"] == with_outcome, "outcomes missing from quality")
+    overridden = (
+        Review.objects.filter(prediction__model=model, action="override")
+        .values("prediction")
+        .distinct()
+        .count()
+    )
+    _expect(total["overridden"] == overridden, "overrides missing from quality")
+    _expect(sum(w["predictions"] for w in weeks) == total["predictions"], "weeks do not add up")
+    if total["with_outcome"]:
+        _expect(len([w for w in weeks if w["accuracy"] is not None]) >= 2, "one week of figures")
+        _expect(total["accuracy"] is not None, "no accuracy")
+    return {
+        "model": f"{MODEL_NAME} {MODEL_VERSION}",
+        "weeks": len(weeks),
+        "with_outcome": total["with_outcome"],
+        "accuracy": total["accuracy"],
+        "effective_accuracy": total["effective_accuracy"],
+    }
+
+
+def subject_report(
+    base_url: str, credentials: tuple[str, str], sent: Iterable[Sent]
+) -> dict[str, Any]:
+    """The report of the applicant with the most decisions, at least one of them adverse:
+    every decision of the subject, with reason codes in words, and no applicant id; the
+    printable page for a browser."""
+    by_subject: dict[str, list[PredictionEvent]] = {}
+    for event in PredictionEvent.objects.exclude(subject_ref="").order_by("timestamp", "id"):
+        by_subject.setdefault(event.subject_ref, []).append(event)
+    adverse = {
+        ref: events
+        for ref, events in by_subject.items()
+        if any(e.decision_outcome in ("decline", "review") for e in events)
+    }
+    _expect(bool(by_subject), "no prediction names a subject")
+    # A small run (--weeks 0, a few requests) may have approvals only: no reasons to show.
+    ref, events = max((adverse or by_subject).items(), key=lambda item: len(item[1]))
+    url = f"{base_url}/api/ml-audit/subjects/{ref}/report/"
+    status, _ = _get(url, None)
+    _expect(status in (401, 403), f"anonymous subject report got HTTP {status}")
+    status, report = _get(url, credentials)
+    _expect(status == 200, f"subjects/{{ref}}/report/ got HTTP {status}")
+    _expect(report["subject_ref"] == ref, "the report of another subject")
+    decisions = report["decisions"]
+    _expect(
+        [d["prediction_id"] for d in decisions] == [e.prediction_id for e in events],
+        "the report does not list the subject's decisions, oldest first",
+    )
+    codes = []
+    for decision, event in zip(decisions, events, strict=True):
+        explanation = decision["explanation"]
+        if event.status != "success":
+            continue
+        _expect(decision["model_decision"] == event.decision_outcome, "decision differs")
+        _expect(explanation is not None, f"{event.prediction_id}: no explanation in the report")
+        reasons = explanation["reasons"]
+        _expect(reasons is not None, f"{event.prediction_id}: no reason codes stored")
+        if event.decision_outcome in ("decline", "review"):
+            _expect(len(reasons) > 0, f"{event.prediction_id}: adverse, without reasons")
+        else:
+            _expect(reasons == [], f"{event.prediction_id}: reasons for an approval")
+        for reason in reasons:
+            _expect(reason["code"].startswith("R") and reason["in_words"], f"reason {reason}")
+            codes.append(reason["code"])
+    _expect(bool(codes) or not adverse, "no reason code in the report")
+    text = json.dumps(report)
+    for applicant_id in _ids_of(sent):
+        _expect(applicant_id not in text, f"{applicant_id!r} in the subject report")
+    status, (content_type, page) = _get(url, credentials, accept="text/html")
+    _expect(status == 200 and content_type == "text/html", f"the page: {status} {content_type}")
+    _expect("Automated decisions about one person" in page, "not the printable report")
+    return {"decisions": len(decisions), "codes": sorted(set(codes))}

@@ -25,7 +25,9 @@ class ApplicationSerializer(serializers.Serializer[Any]):
     late_payments_12m = serializers.IntegerField(min_value=0, max_value=365)
     loan_amount_k = serializers.FloatField(min_value=0.0, max_value=100_000.0)
     age = serializers.IntegerField(min_value=18, max_value=120)
-    # What the application also carries, and the audit trail must not keep in clear.
+    # What the application also carries, and the audit trail must not keep in clear. The
+    # applicant id names the prediction's data subject (stored as a pseudonymous reference).
+    applicant_id = serializers.RegexField(r"^[A-Z]{1,8}-[0-9]{1,12}$", max_length=24)
     full_name = serializers.CharField(max_length=200)
     email = serializers.EmailField()
     phone = serializers.CharField(max_length=40, required=False)
@@ -54,6 +56,7 @@ class ScoreView(GenericAPIView[Any]):
         confidence_field="confidence",
         explanation_builder=explain,
         actor=actor_of,
+        subject_field="applicant_id",
     )
     def post(self, request: Request) -> Response:
         application = request.ml_audit.features  # type: ignore[attr-defined]

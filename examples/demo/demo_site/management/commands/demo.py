@@ -10,7 +10,10 @@
 3. Trains the model, starts the site on ``--host``/``--port`` and sends ``--count`` real HTTP
    requests to ``POST /api/score/`` from mixed callers: some with PII that must come out
    redacted, some refused by validation, some the model refuses (recorded as failures).
-4. Checks what was recorded with ``--check``, prints where to look (the login page of the
+4. Records ``--weeks`` earlier weeks of decisions, officers' reviews and overrides, and
+   observed outcomes (``demo_site.history``), so that the admin's quality page has a chart and
+   an applicant's subject report has reviews, outcomes and reason codes.
+5. Checks what was recorded with ``--check``, prints where to look (the login page of the
    browsable API among it) and serves until Ctrl-C; ``--no-serve`` stops after sending and
    prints the command that serves it instead.
 """
@@ -44,7 +47,15 @@ AUDITOR_PERMISSIONS = (
     "view_modelversion",
     "view_requestingactor",
     "view_accesslog",
+    "view_review",
+    "view_outcome",
+    "view_reasoncodes",
 )
+#: A credit officer: reads the trail like the auditor and may also review (the admin's
+#: review form on a prediction's page); signs in with the auditor's password.
+OFFICER = "officer"
+OFFICER_PERMISSIONS = (*AUDITOR_PERMISSIONS, "add_review")
+DEFAULT_WEEKS = 4
 DEFAULT_COUNT = 300
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -108,6 +119,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--host", default=DEFAULT_HOST)
         parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
+        parser.add_argument(
+            "--weeks",
+            type=int,
+            default=DEFAULT_WEEKS,
+            help=f"earlier weeks of decisions with outcomes ({DEFAULT_WEEKS}; 0: none)",
+        )
         parser.add_argument("--no-serve", action="store_true", help="stop after sending")
         parser.add_argument("--check", action="store_true", help="verify what was recorded")
         parser.add_argument(
@@ -125,6 +142,8 @@ class Command(BaseCommand):
 
         if options["count"] < 0:
             raise CommandError("--count must be 0 or more")
+        if options["weeks"] < 0:
+            raise CommandError("--weeks must be 0 or more")
         endpoint = options["otlp_endpoint"]
         template = options["trace_url_template"]
         if template and not endpoint:
@@ -141,7 +160,9 @@ class Command(BaseCommand):
         # The admin and the API link every row with a trace id to the template: only rows
         # recorded by this run, whose spans went to this endpoint, may be in the database then.
         self.set_trace_url_template(template)
-        provider = tracing.configure(otlp_endpoint=endpoint, project=options["project"])
+        provider = tracing.configure(
+            otlp_endpoint=endpoint, project=options["project"], keep_spans=options["check"]
+        )
 
         self.stdout.write("Migrating the demo database ...")
         call_command("migrate", verbosity=0, interactive=False)
@@ -161,10 +182,11 @@ class Command(BaseCommand):
         host, port = server.server_address[:2]
         base_url = f"http://{host}:{port}"
         sent = self.send_traffic(base_url, options["count"], keys)
-        provider.force_flush()
         self.summarise(sent)
+        recorded = self.record_history(options["weeks"], sent)
+        provider.force_flush()
         if options["check"]:
-            self.verify(base_url, (AUDITOR, password), sent, template)
+            self.verify(base_url, (AUDITOR, password), sent, template, recorded)
         if options["no_serve"]:
             server.shutdown()
             server.server_close()
@@ -211,6 +233,15 @@ class Command(BaseCommand):
         auditor.user_permissions.set(
             Permission.objects.filter(
                 content_type__app_label="ml_audit", codename__in=AUDITOR_PERMISSIONS
+            )
+        )
+        officer, _ = User.objects.get_or_create(username=OFFICER, defaults={"is_staff": True})
+        officer.is_staff = True
+        officer.set_password(password)
+        officer.save()
+        officer.user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="ml_audit", codename__in=OFFICER_PERMISSIONS
             )
         )
         keys = {}
@@ -260,6 +291,21 @@ class Command(BaseCommand):
         )
         return sent
 
+    def record_history(self, weeks: int, sent: list[Any]) -> Any:
+        """Earlier weeks' decisions, reviews and outcomes (``demo_site.history``)."""
+        from demo_site import history
+
+        started = time.perf_counter()
+        officer = get_user_model().objects.get(username=OFFICER)
+        recorded = history.record(weeks, sent, officer)
+        reviews = ", ".join(f"{action} {n}" for action, n in sorted(recorded.reviews.items()))
+        self.stdout.write(
+            f"Recorded {recorded.history} decisions of the {weeks} weeks before today, "
+            f"reviews ({reviews or 'none'}) and {recorded.outcomes} observed outcomes in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return recorded
+
     def progress(self, done: int, total: int, width: int = 30) -> None:
         filled = width * done // max(total, 1)
         line = f"  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} predictions"
@@ -288,12 +334,17 @@ class Command(BaseCommand):
         credentials: tuple[str, str],
         sent: list[Any],
         template: str | None,
+        recorded: Any,
     ) -> None:
-        from demo_site import verify
+        from demo_site import tracing, verify
 
         try:
             rows = verify.rows_and_redaction(sent)
             api = verify.api(base_url, credentials, sent, template)
+            subjects = verify.subjects(sent, tracing.kept.get_finished_spans())
+            oversight = verify.oversight(recorded)
+            quality = verify.quality(base_url, credentials)
+            report = verify.subject_report(base_url, credentials, sent)
         except verify.DemoCheckFailed as failed:
             raise CommandError(f"demo check failed: {failed}") from None
         self.stdout.write(
@@ -305,6 +356,22 @@ class Command(BaseCommand):
                 "on its first page) and refuses anonymous reads."
             )
         )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Check passed: {subjects['with_subject']} predictions name their subject by a "
+                f"pseudonymous reference ({subjects['subjects']} subjects), no applicant id in "
+                f"any row, explanation or any of {subjects['spans']} spans; "
+                f"{oversight['reviews']} reviews ({oversight['overrides']} overrides, each "
+                f"prediction's effective outcome the override's) and {oversight['outcomes']} "
+                f"outcomes; the quality API gives {quality['model']} {quality['weeks']} weeks "
+                f"({quality['with_outcome']} outcomes, accuracy {percent(quality['accuracy'])}, "
+                f"after overrides {percent(quality['effective_accuracy'])}); the subject report "
+                f"of an applicant lists {report['decisions']} decisions with reason codes "
+                f"({', '.join(report['codes'])}), as JSON and as a printable page."
+            )
+        )
+        if not settings.ML_AUDIT.get("SEALING"):
+            self.stdout.write("  (sealing is off in the demo: no ml_audit_verify to run)")
 
     def where_to_look(self, base_url: str, password: str, template: str | None) -> None:
         self.stdout.write(
@@ -313,6 +380,10 @@ class Command(BaseCommand):
             f"  REST API  {base_url}{API_PATH}\n"
             f"  log in    {base_url}{LOGIN_PATH} (the admin's login works too)\n"
             f"  login     user {AUDITOR!r}, password {password!r} (admin and API)\n"
+            f"  reviewer  user {OFFICER!r}, the same password (the review form of a prediction)\n"
+            f"  quality   {base_url}/admin/ml_audit/outcome/quality/\n"
+            f"  subjects  {base_url}/api/ml-audit/subjects/<subject_ref>/report/ "
+            "(a prediction's subject_ref; a browser gets the printable page)\n"
             f"  database  {settings.DATABASES['default']['NAME']}\n"
             + (f"  traces    {template}\n" if template else "")
         )
@@ -329,6 +400,10 @@ class Command(BaseCommand):
         )
 
 
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def serve_command(options: dict[str, Any], password: str) -> str:
     """The shell command of this run without ``--no-serve`` (and the same password)."""
     manage = Path(settings.BASE_DIR) / "manage.py"
@@ -337,6 +412,8 @@ def serve_command(options: dict[str, Any], password: str) -> str:
     argv = ["python", str(manage), "demo"]
     if options["count"] != DEFAULT_COUNT:
         argv += ["--count", str(options["count"])]
+    if options["weeks"] != DEFAULT_WEEKS:
+        argv += ["--weeks", str(options["weeks"])]
     if options["host"] != DEFAULT_HOST:
         argv += ["--host", options["host"]]
     if options["port"] != DEFAULT_PORT:
