@@ -557,6 +557,7 @@ class PredictionEventAdmin(AccessLoggedAdmin):
                     "latency_ms",
                     "environment",
                     "tenant_id",
+                    "subject",
                     "trace_link",
                     "correlation_id",
                 )
@@ -611,6 +612,17 @@ class PredictionEventAdmin(AccessLoggedAdmin):
             '<a href="{}" target="_blank" rel="noopener noreferrer">View trace {}</a>',
             url,
             obj.trace_id,
+        )
+
+    @admin.display(description="Subject")
+    def subject(self, obj: PredictionEvent) -> str:
+        """The data subject's pseudonymous reference (never an identifier), or "-"."""
+        if not obj.subject_ref:
+            return "-"
+        return format_html(
+            '<code title="a pseudonym: it links to a person only through the subject key '
+            'table, and to no one once the subject is forgotten">{}</code>',
+            obj.subject_ref,
         )
 
     @admin.display(description="Features")
@@ -672,10 +684,13 @@ class PredictionEventAdmin(AccessLoggedAdmin):
 
     @admin.display(description="Current explanation")
     def explanation_panel(self, obj: PredictionEvent) -> SafeString:
-        revisions = list(obj.explanations.order_by("-revision"))
+        revisions = list(obj.explanations.select_related("reason_codes").order_by("-revision"))
         current = revisions[0] if revisions else None
         context: dict[str, Any] = {"current": current, "earlier": revisions[1:]}
         if current is not None:
+            # The reason codes derived from this revision (ml_audit.reasons), if any.
+            codes = getattr(current, "reason_codes", None)  # a reverse one-to-one
+            context["reason_codes"] = None if codes is None else codes.codes
             context["chart"] = charts.attribution_chart(current.payload)
             context["payload_json"] = _pretty_json(current.payload)
         return render_to_string("ml_audit/admin/explanation.html", context)

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from ml_audit.exceptions import AppendOnlyError
 from ml_audit.models import AppendOnlyQuerySet, Explanation, ReasonCodes
@@ -241,3 +242,25 @@ def test_backfill_command_refusals(
         settings.ML_AUDIT = settings_with(REASON_CODES=setting)
     with pytest.raises(CommandError, match=message):
         call_command("ml_audit_reason_codes", *args)
+
+
+def test_the_admin_prediction_page_shows_the_subject_and_the_reason_codes(
+    admin_client: Any,
+) -> None:
+    event = decide(decision="declined")
+    plain = decide(decision="declined", subject=None, prediction_id="no-subject")
+    attach_explanation(event, "shap", SHAP, "debt and income")
+
+    page = admin_client.get(reverse("admin:ml_audit_predictionevent_change", args=[event.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "<code>R01</code> Debt is high relative to income" in html
+    assert "<code>R02</code>" in html
+    assert len(event.subject_ref) == 64
+    assert event.subject_ref in html
+    assert "applicant-1" not in html
+    unexplained = admin_client.get(
+        reverse("admin:ml_audit_predictionevent_change", args=[plain.pk])
+    ).content.decode()
+    assert "Reason codes of this revision" not in unexplained
+    assert plain.subject_ref == ""
