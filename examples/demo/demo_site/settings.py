@@ -13,6 +13,9 @@ SECRET_KEY = os.environ.get("ML_AUDIT_DEMO_SECRET_KEY", "ml-audit-demo-only-not-
 #: DEMO SECRET, not a secret at all: the demo's ML_AUDIT["SUBJECT_KEY"] (override it with
 #: $ML_AUDIT_DEMO_SUBJECT_KEY). Never copy it into a real deployment.
 DEMO_SUBJECT_KEY = "ml-audit-demo-subject-key/DEMO-ONLY/not-a-secret"
+#: DEMO SECRET as well: the key that authenticates seal heads (override it with
+#: $ML_AUDIT_DEMO_SEAL_KEY). A real deployment keeps it outside the audit database.
+DEMO_SEAL_KEY = "ml-audit-demo-seal-key/DEMO-ONLY/not-a-secret!"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 USE_TZ = True
@@ -91,6 +94,14 @@ ML_AUDIT = {
     # SECRET: fixed and public so that every run finds the same subjects; a real deployment
     # reads it from its secret manager (at least 32 bytes) and never changes it.
     "SUBJECT_KEY": os.environ.get("ML_AUDIT_DEMO_SUBJECT_KEY") or DEMO_SUBJECT_KEY,
+    # Tamper evidence (docs/tamper-evidence.md): the writer thread seals what is older than
+    # SEAL_LAG_SECONDS every SEAL_INTERVAL_SECONDS; `demo --check` also seals at once and
+    # runs the verifier. The admin's "Trail integrity" page shows the seals.
+    "SEALING": True,
+    "SEAL_KEY": os.environ.get("ML_AUDIT_DEMO_SEAL_KEY") or DEMO_SEAL_KEY,
+    "SEAL_KEY_ID": "demo",
+    "SEAL_LAG_SECONDS": 1,
+    "SEAL_INTERVAL_SECONDS": 10,
     # The applicant id also arrives among the features: redacted there, like the PII.
     "REDACTION": {"DENYLIST": ["applicant_id"]},
     # Reason codes (docs/reason-codes.md): the explanation's contributions are log-odds of

@@ -294,4 +294,49 @@ def subject_report(
     status, (content_type, page) = _get(url, credentials, accept="text/html")
     _expect(status == 200 and content_type == "text/html", f"the page: {status} {content_type}")
     _expect("Automated decisions about one person" in page, "not the printable report")
-    return {"decisions": len(decisions), "codes": sorted(set(codes))}
+    return {"decisions": len(decisions), "codes": sorted(set(codes)), "subject_ref": ref}
+
+
+def sealed_trail(sent: Iterable[Sent], reported_ref: str) -> dict[str, Any]:
+    """Seal what was recorded, forget one applicant (not the one whose report was checked),
+    seal again and verify the whole trail: forgetting shreds a key and changes no row, so
+    nothing may be reported."""
+    from ml_audit.models import Seal, SubjectErasure, SubjectKey
+    from ml_audit.sealing import seal_all, verify
+    from ml_audit.subjects import forget_subject
+
+    seal_all()
+    candidates = [
+        s.application
+        for s in sent
+        if s.status == 200
+        and subject_ref(s.application.applicant_id, tenant=s.application.caller.tenant)
+        not in (None, reported_ref)
+    ]
+    _expect(bool(candidates), "no applicant to forget")
+    application = candidates[0]
+    ref = subject_ref(application.applicant_id, tenant=application.caller.tenant)
+    erasure = forget_subject(
+        application.applicant_id,
+        tenant=application.caller.tenant,
+        reason="the demo's erasure request (GDPR Art. 17)",
+        erased_by="demo",
+        reference="DEMO-1",
+    )
+    _expect(erasure.subject_ref == ref, "the erasure names another reference")
+    _expect(
+        subject_ref(application.applicant_id, tenant=application.caller.tenant) is None,
+        "the forgotten applicant still has a key",
+    )
+    _expect(SubjectErasure.objects.filter(subject_ref=ref).count() == 1, "no erasure record")
+    _expect(
+        PredictionEvent.objects.filter(subject_ref=ref).count() == erasure.predictions > 0,
+        "the forgotten applicant's predictions are not all kept",
+    )
+    _expect(SubjectKey.objects.exists(), "every subject forgotten")
+    seal_all()
+    report = verify()
+    _expect(report.ok, f"ml_audit_verify reports {sorted(report.findings)}")
+    sealed = report.checked.get("seal members", 0)
+    _expect(sealed > 0, "nothing was sealed")
+    return {"seals": Seal.objects.count(), "sealed": sealed, "forgotten": erasure.predictions}

@@ -50,6 +50,10 @@ AUDITOR_PERMISSIONS = (
     "view_review",
     "view_outcome",
     "view_reasoncodes",
+    "view_seal",
+    "view_legalhold",
+    "view_purgerecord",
+    "view_subjecterasure",
 )
 #: A credit officer: reads the trail like the auditor and may also review (the admin's
 #: review form on a prediction's page); signs in with the auditor's password.
@@ -370,8 +374,19 @@ class Command(BaseCommand):
                 f"({', '.join(report['codes'])}), as JSON and as a printable page."
             )
         )
-        if not settings.ML_AUDIT.get("SEALING"):
-            self.stdout.write("  (sealing is off in the demo: no ml_audit_verify to run)")
+        if settings.ML_AUDIT.get("SEALING"):
+            try:
+                trail = verify.sealed_trail(sent, report["subject_ref"])
+            except verify.DemoCheckFailed as failed:
+                raise CommandError(f"demo check failed: {failed}") from None
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Check passed: {trail['seals']} seals over {trail['sealed']} rows; one "
+                    f"applicant forgotten (its key shredded, {trail['forgotten']} predictions "
+                    "kept and no longer linked to anyone); ml_audit_verify finds nothing: "
+                    "no row, seal or head changed."
+                )
+            )
 
     def where_to_look(self, base_url: str, password: str, template: str | None) -> None:
         self.stdout.write(
@@ -382,6 +397,7 @@ class Command(BaseCommand):
             f"  login     user {AUDITOR!r}, password {password!r} (admin and API)\n"
             f"  reviewer  user {OFFICER!r}, the same password (the review form of a prediction)\n"
             f"  quality   {base_url}/admin/ml_audit/outcome/quality/\n"
+            f"  seals     {base_url}/admin/ml_audit/seal/ (Trail integrity)\n"
             f"  subjects  {base_url}/api/ml-audit/subjects/<subject_ref>/report/ "
             "(a prediction's subject_ref; a browser gets the printable page)\n"
             f"  database  {settings.DATABASES['default']['NAME']}\n"
