@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import reduce
@@ -38,6 +36,7 @@ from ml_audit.explanation_writer import (
     verify_explanation,
     write_explanation,
 )
+from ml_audit.lru import LruCache
 from ml_audit.models import (
     ModelVersion,
     PredictionEvent,
@@ -69,44 +68,10 @@ __all__ = [
 # ------------------------------------------------------------------------------ id caches
 
 
-class _IdCache:
-    """A small thread-safe LRU mapping of natural keys to primary keys."""
-
-    def __init__(self, max_size: int) -> None:
-        self._max_size = max_size
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._max_size:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _reset_after_fork(self) -> None:
-        # A fork while another thread held the lock would leave the child's copy locked.
-        self._lock = threading.Lock()
-
-
-_model_ids = _IdCache(max_size=1_000)
-_actor_ids = _IdCache(max_size=50_000)
+_model_ids = LruCache(max_size=1_000)
+_actor_ids = LruCache(max_size=50_000)
 for _cache in (_model_ids, _actor_ids):
-    os.register_at_fork(after_in_child=_cache._reset_after_fork)
+    os.register_at_fork(after_in_child=_cache.reset_after_fork)
 
 
 def clear_caches() -> None:
@@ -115,7 +80,7 @@ def clear_caches() -> None:
     _actor_ids.clear()
 
 
-def _cache_after_commit(cache: _IdCache, items: dict[Hashable, Any], alias: str) -> None:
+def _cache_after_commit(cache: LruCache, items: dict[Hashable, Any], alias: str) -> None:
     # on_commit runs at once in autocommit mode, and never if the transaction rolls back.
     def remember() -> None:
         for key, value in items.items():

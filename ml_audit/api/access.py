@@ -130,6 +130,14 @@ def visible_predictions(
     return queryset
 
 
+def visible_tenant_rows(request: Any, queryset: QuerySet[Any, Any]) -> QuerySet[Any, Any]:
+    """The rows of a model with its own ``tenant_id`` (outcomes, subject erasures) that
+    ``request`` may read, on the audit alias."""
+    queryset = queryset.using(store.resolve_alias())
+    tenants = allowed_tenants(request)
+    return queryset if tenants is None else queryset.filter(tenant_id__in=tenants)
+
+
 def visible_explanations(
     request: Any, queryset: QuerySet[Explanation, Any]
 ) -> QuerySet[Explanation, Any]:

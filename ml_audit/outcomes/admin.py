@@ -77,9 +77,7 @@ class OutcomeAdmin(AccessLoggedAdmin):
     readonly_fields = fields
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        tenants = access.allowed_tenants(request)
-        queryset = queryset.using(resolve_alias())
-        return queryset if tenants is None else queryset.filter(tenant_id__in=tenants)
+        return access.visible_tenant_rows(request, queryset)
 
     def access_log_id(self, obj: Any) -> str:
         return str(obj.prediction_id)

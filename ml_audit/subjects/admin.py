@@ -16,7 +16,6 @@ from django.http import HttpRequest
 
 from ml_audit.admin import ScopedAdmin
 from ml_audit.api import access
-from ml_audit.conf import resolve_alias
 from ml_audit.subject_models import SubjectErasure
 
 __all__ = ["SubjectErasureAdmin"]
@@ -47,6 +46,4 @@ class SubjectErasureAdmin(ScopedAdmin):
     readonly_fields = fields
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        tenants = access.allowed_tenants(request)
-        queryset = queryset.using(resolve_alias())
-        return queryset if tenants is None else queryset.filter(tenant_id__in=tenants)
+        return access.visible_tenant_rows(request, queryset)

@@ -27,9 +27,7 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -37,6 +35,7 @@ from django.utils import timezone
 
 from ml_audit.conf import audit_settings, resolve_alias
 from ml_audit.exceptions import ConfigurationError
+from ml_audit.lru import LruCache
 from ml_audit.subjects.errors import SubjectUnavailable
 from ml_audit.validation import MAX_TENANT_ID, _check_identifier
 
@@ -118,51 +117,25 @@ class Subject:
 # ------------------------------------------------------------------------------ the cache
 
 
-class _RefCache:
-    """(alias, lookup) -> (reference, expiry on the monotonic clock); LRU, thread-safe."""
+class _RefCache(LruCache):
+    """(alias, lookup) -> (reference, expiry on the monotonic clock)."""
 
-    def __init__(self, max_size: int) -> None:
-        self._max_size = max_size
-        self._data: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+    def get_ref(self, key: tuple[str, str]) -> str | None:
+        entry = self.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            self.discard(key)
+            return None
+        return str(entry[0])
 
-    def get(self, key: tuple[str, str]) -> str | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return None
-            if entry[1] <= time.monotonic():
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return entry[0]
-
-    def put(self, key: tuple[str, str], reference: str, seconds: int) -> None:
-        if seconds <= 0:
-            return
-        with self._lock:
-            self._data[key] = (reference, time.monotonic() + seconds)
-            self._data.move_to_end(key)
-            while len(self._data) > self._max_size:
-                self._data.popitem(last=False)
-
-    def discard(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+    def put_ref(self, key: tuple[str, str], reference: str, seconds: int) -> None:
+        if seconds > 0:
+            self.put(key, (reference, time.monotonic() + seconds))
 
 
 _cache = _RefCache(CACHE_SIZE)
-os.register_at_fork(after_in_child=_cache._reset_after_fork)
+os.register_at_fork(after_in_child=_cache.reset_after_fork)
 
 
 def clear_cache() -> None:
@@ -199,7 +172,7 @@ def reference(subject: Subject, *, create: bool, using: str | None = None) -> st
     """:func:`subject_ref` of an already validated subject."""
     alias = resolve_alias(using)
     key = (alias, subject.lookup)
-    cached = _cache.get(key)
+    cached = _cache.get_ref(key)
     if cached is not None:
         return cached
     try:
@@ -215,7 +188,7 @@ def reference(subject: Subject, *, create: bool, using: str | None = None) -> st
     ref = subject.reference(secret)
     seconds = audit_settings.SUBJECT_KEY_CACHE_SECONDS
     # Cached once committed: a key created in a transaction that rolls back never was.
-    transaction.on_commit(lambda: _cache.put(key, ref, seconds), using=alias)
+    transaction.on_commit(lambda: _cache.put_ref(key, ref, seconds), using=alias)
     return ref
 
 
