@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from ml_audit import charts
 from ml_audit.admin import EstimatedCountPaginator, trace_url
 from ml_audit.models import AccessLog, Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.services import ActorPayload, attach_explanation, record_prediction_event
+from tests.queries import all_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -403,24 +402,10 @@ def test_search_is_exact_and_index_friendly(admin_client: Client) -> None:
     assert [e.pk for e in changelist(admin_client, q=first.trace_id.upper())] == [first.pk]
     assert [e.pk for e in changelist(admin_client, q=f"  {first.trace_id}  ")] == [first.pk]
     # No UPPER() around a column (Django's "=field" search): each term stays an index lookup.
-    with capture_all_queries() as queries:
+    with all_queries() as queries:
         changelist(admin_client, q=first.trace_id)
     assert queries
     assert not any("UPPER(" in sql for sql in queries)
-
-
-@contextlib.contextmanager
-def capture_all_queries() -> Iterator[list[str]]:
-    """The SQL of every query of a test-client request (Django's request_started signal empties
-    the connection's query log, so CaptureQueriesContext cannot be used around a request)."""
-    captured: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        captured.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield captured
 
 
 def test_value_filters_offer_recent_values_and_accept_any(
@@ -450,7 +435,7 @@ def test_value_filters_offer_recent_values_and_accept_any(
     response = _changelist_response(admin_client, decision_outcome="")
     assert [e.prediction_id for e in response.context["cl"].result_list] == ["new-2"]
     # One query reads the values of all three filters.
-    with capture_all_queries() as queries:
+    with all_queries() as queries:
         _changelist_response(admin_client)
     assert sum("LIMIT 2" in sql and '"tenant_id"' in sql for sql in queries) == 1
 

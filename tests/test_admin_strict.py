@@ -7,12 +7,10 @@ request context the user may not see, and logs its reads of predictions and expl
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -28,6 +26,7 @@ from hypothesis import strategies as st
 
 from ml_audit.models import AccessLog, Explanation, ModelVersion, PredictionEvent, RequestingActor
 from ml_audit.services import ActorPayload, attach_explanation, record_prediction_event
+from tests.queries import all_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -637,18 +636,6 @@ def test_a_refused_admin_read_is_logged_under_atomic_requests(
 
 
 # ----------------------------------------------------------------------------- fast paths
-
-
-@contextlib.contextmanager
-def all_queries() -> Iterator[list[str]]:
-    captured: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        captured.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield captured
 
 
 def test_every_query_of_a_scoped_change_list_is_scoped(

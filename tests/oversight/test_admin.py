@@ -3,13 +3,10 @@ appends a review (the only write), behind ``ml_audit.add_review``, CSRF and the 
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -17,6 +14,7 @@ from ml_audit.decision_models import Review
 from ml_audit.models import AccessLog, PredictionEvent
 from ml_audit.oversight import record_review
 from tests.oversight.conftest import make_user, predict
+from tests.queries import all_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -47,19 +45,6 @@ def form(**values: str) -> dict[str, str]:
     }
     data.update({f"review-{name}": value for name, value in values.items()})
     return data
-
-
-@contextlib.contextmanager
-def all_queries() -> Iterator[list[str]]:
-    """Every query of a test-client request (CaptureQueriesContext cannot wrap a request)."""
-    captured: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        captured.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield captured
 
 
 def test_the_page_lists_reviews_under_the_effective_outcome(

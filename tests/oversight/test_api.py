@@ -3,15 +3,12 @@ them with the effective outcome; tenant-scoped, access-logged, documented."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -19,6 +16,7 @@ from ml_audit.decision_models import Review
 from ml_audit.models import AccessLog, PredictionEvent
 from ml_audit.oversight import record_review
 from tests.oversight.conftest import make_user, predict
+from tests.queries import all_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -47,18 +45,6 @@ def reviewer() -> APIClient:
 @pytest.fixture
 def reader() -> APIClient:
     return api(make_user("reader", *READ))
-
-
-@contextlib.contextmanager
-def all_queries() -> Iterator[list[str]]:
-    captured: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        captured.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield captured
 
 
 # ----------------------------------------------------------------------------- POST

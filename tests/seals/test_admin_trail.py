@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +19,7 @@ from ml_audit.retention import place_hold, release_hold
 from ml_audit.retention_models import PurgeRecord
 from ml_audit.sealing import seal_all
 from ml_audit.sealing.admin import MAX_WINDOW
+from tests.queries import all_queries
 from tests.seals.helpers import db_id, populate, record, seal_now, triggers_off
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sealing")]
@@ -60,20 +58,6 @@ def prediction_page(client: Client, event: PredictionEvent) -> str:
 
 def text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-
-
-@contextlib.contextmanager
-def all_queries() -> Iterator[list[str]]:
-    """Every query of a test-client request (the request_started signal empties Django's
-    query log, so CaptureQueriesContext cannot be used around one)."""
-    captured: list[str] = []
-
-    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        captured.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        yield captured
 
 
 def verify_window(days: float = 1.0) -> dict[str, str]:
