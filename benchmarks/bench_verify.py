@@ -91,7 +91,7 @@ def load(rows: int) -> dict[str, Any]:
             "parent_span_id, correlation_id, environment, model_id, actor_id, tenant_id, "
             "client_ip, user_agent, auth_context, features, redaction, input_fingerprint, "
             "output, confidence, decision_outcome, status, error_type, error_message, "
-            "latency_ms, metadata, content_hash) FROM STDIN"
+            "latency_ms, metadata, content_hash, subject_ref) FROM STDIN"
         )
         rows_in = prediction_rows(
             rows, start, list(model_of), [(a.pk, a.tenant_id) for a in actors]
@@ -132,6 +132,7 @@ def load(rows: int) -> dict[str, Any]:
                     parent_span_id=row[5],
                     correlation_id=row[6],
                     redaction=json.loads(row[15]),
+                    subject_ref=row[26],
                 )
                 row[16] = record.input_fingerprint
                 row[25] = _content_hash(record)

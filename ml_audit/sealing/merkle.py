@@ -32,7 +32,7 @@ def leaf_data(kind: int, row_id: str, row_hash: str) -> bytes:
     Binding table and id into the leaf means a sealed hash cannot be moved to another row.
     ``row_id`` is the UUID's canonical text (lower case, with hyphens).
     """
-    return f"ml_audit.leaf/1|{kind}|{row_id}|{row_hash}".encode("ascii")
+    return f"{LEAF_PREFIX}{kind}|{row_id}|{row_hash}".encode("ascii")
 
 
 class MerkleBuilder:
@@ -41,27 +41,78 @@ class MerkleBuilder:
     Keeps one hash per set bit of the leaf count: complete subtrees are merged as soon as two
     of the same size are on the stack, and the rest is folded right to left at the end, which
     is exactly the RFC's split at the largest power of two.
+
+    Leaves are hashed in batches of :data:`BATCH` (a power of two): each batch is a complete
+    subtree, hashed level by level in a few list comprehensions and pushed as one node, which
+    is the same tree as pushing its leaves one at a time (the count before a batch is a multiple
+    of its size) at a fraction of the interpreter's work. Memory stays O(log n + BATCH).
     """
 
-    __slots__ = ("_sizes", "_stack", "count")
+    __slots__ = ("_pending", "_pushed", "_sizes", "_stack")
+
+    #: Leaves hashed at once (a power of two).
+    BATCH = 1024
 
     def __init__(self) -> None:
         self._stack: list[bytes] = []
         self._sizes: list[int] = []
-        self.count = 0
+        self._pending: list[bytes] = []
+        self._pushed = 0
+
+    @property
+    def count(self) -> int:
+        """The number of leaves added."""
+        return self._pushed + len(self._pending)
 
     def add(self, data: bytes) -> None:
-        node = _sha256(b"\x00" + data).digest()
-        size = 1
+        pending = self._pending
+        pending.append(data)
+        if len(pending) >= self.BATCH:
+            self._flush()
+
+    def extend(self, leaves: Sequence[bytes]) -> None:
+        """:meth:`add` each of ``leaves`` (their data), in order, in whole batches."""
+        pending = self._pending
+        pending.extend(leaves)
+        batch = self.BATCH
+        if len(pending) < batch:
+            return
+        whole = len(pending) - len(pending) % batch
+        rest = pending[whole:]
+        for start in range(0, whole, batch):
+            self._pending = pending[start : start + batch]
+            self._flush()
+        self._pending = rest
+
+    def _flush(self) -> None:
+        pending = self._pending
+        size = len(pending)
+        if size == self.BATCH and not self._pushed % size:
+            sha = _sha256
+            level = [sha(b"\x00" + data).digest() for data in pending]
+            while len(level) > 1:
+                level = [
+                    sha(b"\x01" + left + right).digest()
+                    for left, right in zip(level[0::2], level[1::2], strict=True)
+                ]
+            self._push(level[0], size)
+        else:
+            for data in pending:
+                self._push(_sha256(b"\x00" + data).digest(), 1)
+        pending.clear()
+
+    def _push(self, node: bytes, size: int) -> None:
+        """Push a complete subtree of ``size`` leaves (the count so far is a multiple of it)."""
+        self._pushed += size
         stack, sizes = self._stack, self._sizes
         while sizes and sizes[-1] == size:
             node = _sha256(b"\x01" + stack.pop() + node).digest()
             size += sizes.pop()
         stack.append(node)
         sizes.append(size)
-        self.count += 1
 
     def root(self) -> str:
+        self._flush()
         if not self._stack:
             return EMPTY_ROOT
         node = self._stack[-1]
@@ -76,6 +127,10 @@ def merkle_root(leaves: Iterable[bytes]) -> str:
     for data in leaves:
         builder.add(data)
     return builder.root()
+
+
+#: What every leaf's data starts with (:func:`leaf_data`).
+LEAF_PREFIX = "ml_audit.leaf/1|"
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -30,12 +30,29 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from ml_audit.canonical import RECORD_SCHEMA
+
+_COMMAND_OK: Any
+try:
+    from psycopg.pq import ExecStatus
+
+    _COMMAND_OK = ExecStatus.COMMAND_OK
+except ImportError:  # pragma: no cover - psycopg 2 or none: the cursor path is used
+    _COMMAND_OK = None
+
+
+def _copy_error(result: Any, encoding: str) -> Exception:
+    """The psycopg exception for the result of a ``COPY`` that failed."""
+    from psycopg.errors import error_from_result
+
+    return error_from_result(result, encoding=encoding)
+
 
 __all__ = [
     "PREDICTION_EXPRESSIONS",
@@ -63,17 +80,49 @@ def copy_lines(cursor: Any, sql: str, params: Sequence[Any] | None = None) -> It
     """The lines (without their newline) of ``COPY (sql) TO STDOUT``, in batches.
 
     ``cursor`` is a psycopg 3 cursor (which binds ``params`` client-side: ``COPY`` takes no
-    parameters)."""
-    with cursor.copy(f"COPY ({sql}) TO STDOUT", params or None) as copy:
-        pending: list[Any] = []
-        append = pending.append
-        for block in copy:
-            append(block)
-            if len(pending) >= BATCH:
-                yield b"".join(pending).decode("utf-8").split("\n")[:-1]
-                pending.clear()
-        if pending:
-            yield b"".join(pending).decode("utf-8").split("\n")[:-1]
+    parameters). PostgreSQL sends each row as one message ending in its newline: the messages
+    are read straight from libpq (``PGconn.get_copy_data``, blocking) rather than through
+    psycopg's ``Copy.read``, whose generator and wait machinery cost more per row than the row's
+    hash, and each is decoded on its own (a message that is not exactly one line is split or
+    joined as the newlines say). psycopg's ``Copy`` still starts the operation and, should this
+    generator be left early or fail, cancels it.
+    """
+    with cursor.copy(f"COPY ({sql}) TO STDOUT", params or None):
+        pgconn = cursor.connection.pgconn
+        get = pgconn.get_copy_data
+        lines: list[str] = []
+        append = lines.append
+        carry = b""
+        while True:
+            size, data = get(0)
+            if size < 0:
+                break
+            if data[-1] == 10 and not carry:
+                line = str(data[:-1], "utf-8")
+                if "\n" in line:  # several rows in one message
+                    lines.extend(line.split("\n"))
+                else:
+                    append(line)
+            else:  # part of a row: wait for its newline
+                carry += data
+                if carry.endswith(b"\n"):
+                    lines.extend(carry[:-1].decode("utf-8").split("\n"))
+                    carry = b""
+            if len(lines) >= BATCH:
+                yield lines
+                lines = []
+                append = lines.append
+        # The copy is over (-1): its command result, or the error that ended it.
+        results = []
+        while (result := pgconn.get_result()) is not None:
+            results.append(result)
+        for result in results:
+            if result.status != _COMMAND_OK:
+                raise _copy_error(result, cursor.connection.info.encoding)
+        if carry:
+            lines.extend(carry.decode("utf-8").split("\n"))
+        if lines:
+            yield lines
 
 
 _ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
@@ -200,19 +249,35 @@ def prediction_generic(f: Sequence[Any], registry: Registry) -> list[Any]:
 # ----------------------------------------------------------------------------- fast hashers
 
 #: Parsed JSON texts that repeat from row to row (request context, redaction, metadata),
-#: bounded; orjson never changes a value it writes, so sharing them is safe.
+#: bounded; orjson never changes a value it writes, so sharing them is safe. Only texts that
+#: passed :func:`_plain_text` are kept, so a text found here needs no scanning again.
 _CACHE_LIMIT = 4096
+_MAX_FLOAT = sys.float_info.max
+
+
+def _plain_text(text: str) -> bool:
+    """Whether orjson reads and writes the JSON ``text`` as the standard encoder would, as far
+    as its text tells (no exponent, no float below 1e-4; see the module docstring)."""
+    return "e-" not in text and "E-" not in text and "0.0000" not in text
 
 
 def _json(text: str | None, cache: dict[str, Any]) -> Any:
+    """The value of a JSON text that may repeat (cached); raises :class:`_Decline` for a text
+    that fails :func:`_plain_text`."""
     if text is None:
         return None
     value = cache.get(text)
     if value is None:
+        if not _plain_text(text):
+            raise _Decline
         value = _loads(text)
         if len(cache) < _CACHE_LIMIT:
             cache[text] = value
     return value
+
+
+class _Decline(Exception):
+    """A value the fast path cannot vouch for."""
 
 
 def _iso(text: str) -> str | None:
@@ -242,23 +307,59 @@ def prediction_fast(
     f: Sequence[Any], registry: Registry, cache: dict[str, Any]
 ) -> tuple[str, str | None] | None:
     """``(content hash, problem)`` of a prediction line's fields (:data:`PG_PREDICTION` order),
-    as :func:`ml_audit.sealing.tables.prediction_hash` computes it, or ``None`` to use it."""
+    as :func:`ml_audit.sealing.tables.prediction_hash` computes it, or ``None`` to use it.
+
+    Written for speed (it runs for every prediction): the checks of :func:`_float` and
+    :func:`_iso` inlined for the common case, the repeating JSON texts scanned once (when they
+    enter the cache), the canonical text searched for ``e+`` only when it holds a ``+`` besides
+    the timestamp's."""
     model = registry[0].get(f[3])
     if model is None:
         return None
-    auth_text, features, redaction, output, metadata = f[9], f[10], f[11], f[13], f[20]
-    texts = f"{auth_text}{features}{redaction}{output}{metadata}"
+    features, output = f[10], f[13]
+    if features is None:
+        return None
+    texts = features if output is None else features + output
     if "e-" in texts or "E-" in texts or "0.0000" in texts:
         return None
-    confidence = _float(f[14])
-    latency = _float(f[19])
-    timestamp = _iso(f[2])
-    if confidence is False or latency is False or timestamp is None:
-        return None
+    confidence, latency, timestamp = f[14], f[19], f[2]
+    if confidence is not None:
+        confidence = float(confidence)
+        # Declines NaN and infinities too (their comparisons are false).
+        if confidence != 0 and not 1e-4 <= abs(confidence) <= _MAX_FLOAT:
+            return None
+    if latency is not None:
+        latency = float(latency)
+        if latency != 0 and not 1e-4 <= abs(latency) <= _MAX_FLOAT:
+            return None
+    if (
+        len(timestamp) == 26
+        and timestamp[19] == "."
+        and timestamp[10] == " "
+        and timestamp[4] == "-"
+        and timestamp[20:].isdigit()
+    ):
+        timestamp = f"{timestamp[:10]}T{timestamp[11:]}+00:00"
+    else:
+        timestamp = _iso(timestamp)
+        if timestamp is None:
+            return None
+    get = cache.get
     try:
-        auth = _json(auth_text, cache)
+        auth_text = f[9]
+        auth = get(auth_text)
+        if auth is None:
+            auth = _json(auth_text, cache)
         if auth is not None and type(auth) is not dict:
             return None
+        redaction = f[11]
+        redaction_value = get(redaction)
+        if redaction_value is None:
+            redaction_value = _json(redaction, cache)
+        metadata = f[20]
+        metadata_value = get(metadata)
+        if metadata_value is None:
+            metadata_value = _json(metadata, cache)
         problem = None
         actor_key = f[4]
         client_ip, user_agent = f[7], f[8]
@@ -291,7 +392,7 @@ def prediction_fast(
             "user_agent": user_agent,
             "auth_context": auth,
             "features": _loads(features),
-            "redaction": _json(redaction, cache),
+            "redaction": redaction_value,
             "input_fingerprint": f[12],
             "output": None if output is None else _loads(output),
             "confidence": confidence,
@@ -300,7 +401,7 @@ def prediction_fast(
             "error_type": f[17],
             "error_message": f[18],
             "latency_ms": latency,
-            "metadata": _json(metadata, cache),
+            "metadata": metadata_value,
             "trace_id": f[21],
             "span_id": f[22],
             "parent_span_id": f[23],
@@ -309,9 +410,11 @@ def prediction_fast(
         if f[25]:  # the subject reference, as PredictionRecord.stored_fields: only when set
             fields["subject_ref"] = f[25]
         canonical = _dumps(fields, option=_SORT)
-    except (orjson.JSONDecodeError, TypeError):
+    except (orjson.JSONDecodeError, TypeError, _Decline):
         return None
-    if b"e+" in canonical:
+    # The timestamp holds one "+": any other may be an exponent orjson wrote (e.g. an integer
+    # beyond 64 bits, which it reads as a float).
+    if canonical.find(b"+") != canonical.rfind(b"+") and b"e+" in canonical:
         return None
     return _sha256(canonical).hexdigest(), problem
 

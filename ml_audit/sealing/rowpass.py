@@ -152,10 +152,12 @@ def copy_rows(
     stored_index = len(table.columns) - 1 if table.stores_hash else -1
     if prediction:
         stored_index = PREDICTION_EXPRESSIONS.index("p.content_hash")
-    # The horizon before each seal, in microseconds since the epoch, keyed by the seal id's text.
+    # Per seal id's text, the first (canonical, lower-case) "xxxxxxxx-xxxx" prefix of a UUIDv7
+    # whose millisecond is safely after the horizon before the seal: created_at_of(id) >
+    # horizon + 2 µs. A row id at or above it is no late row (uuid::text is lower-case; an
+    # upper-case digit could only compare lower than its value, sending the row to judge()).
     before = {
-        str(seal_id): (horizon - _EPOCH) // _MICROSECOND
-        for seal_id, horizon in state.previous_horizon.items()
+        str(seal_id): _late_bound(horizon) for seal_id, horizon in state.previous_horizon.items()
     }
     cache: dict[str, Any] = {}
     rows = pending = 0
@@ -180,11 +182,7 @@ def copy_rows(
                     if previous is None:
                         continue
                     rid = f[0]
-                    if (
-                        rid[14] == "7"
-                        and rid[19] in "89ab"
-                        and int(rid[:8] + rid[9:13], 16) * 1000 > previous + 2
-                    ):
+                    if rid[14] == "7" and rid[19] in "89ab" and rid[:13] >= previous:
                         continue
             row = prediction_generic(f, registry) if prediction else generic_row(f, ints, ())
             if fast is None:
@@ -193,6 +191,17 @@ def copy_rows(
         if progress is not None:
             progress(len(lines))
     return rows, pending
+
+
+def _late_bound(horizon: dt.datetime) -> str:
+    """The least ``xxxxxxxx-xxxx`` prefix (48-bit millisecond of a UUIDv7, lower-case hex) whose
+    millisecond ``ms`` has ``ms * 1000 > horizon + 2`` (microseconds since the epoch)."""
+    micros = (horizon - _EPOCH) // _MICROSECOND
+    first = max((micros + 2) // 1000 + 1, 0)
+    if first >= 1 << 48:
+        return "~"  # above every id
+    digits = f"{first:012x}"
+    return f"{digits[:8]}-{digits[8:]}"
 
 
 def _row_ref(name: str, row_id: Any, seal_id: int | None) -> dict[str, Any]:
