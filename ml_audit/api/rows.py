@@ -42,8 +42,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import models
-from django.db.models import F, QuerySet, TextField, Value
+from django.db import connections, models
+from django.db.models import BooleanField, F, QuerySet, TextField, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 from rest_framework import ISO_8601
@@ -256,9 +257,23 @@ def related_of(alias: str, prediction_ids: Sequence[Any]) -> dict[Any, Related]:
     for the predictions that have any."""
     if not prediction_ids:
         return {}
-    branches = [
-        template.filter(prediction_id__in=prediction_ids) for template in _related_templates(alias)
-    ]
+    templates = _related_templates(alias)
+    if connections[alias].vendor == "postgresql":
+        # One array parameter per branch rather than one parameter per id: psycopg parses a
+        # long query's placeholders again on every call, which cost ~1.5 ms for 300 of them.
+        ids = list(prediction_ids)
+        branches = [
+            template.filter(
+                RawSQL(
+                    f'"{model._meta.db_table}"."prediction_id" = ANY(%s)',
+                    (ids,),
+                    output_field=BooleanField(),
+                )
+            )
+            for model, template in zip(_BRANCH_MODELS, templates, strict=True)
+        ]
+    else:
+        branches = [template.filter(prediction_id__in=prediction_ids) for template in templates]
     union = branches[0].union(*branches[1:], all=True)
     found: dict[Any, Related] = {}
     for row in union:
