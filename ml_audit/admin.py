@@ -763,8 +763,8 @@ from ml_audit.outcomes import admin as _outcomes_admin  # noqa: E402, F401
 # Legal holds (adding a hold or a release is the one write) and purge records.
 from ml_audit.retention import admin as _retention_admin  # noqa: E402, F401
 
-# Subject erasures (read-only): who forgot which subject, when and why.
-from ml_audit.subjects import admin as _subjects_admin  # noqa: E402, F401
-
 # Seals: the Trail integrity page (read-only) and each seal's page.
 from ml_audit.sealing import admin as _sealing_admin  # noqa: E402, F401
+
+# Subject erasures (read-only): who forgot which subject, when and why.
+from ml_audit.subjects import admin as _subjects_admin  # noqa: E402, F401
