@@ -34,8 +34,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import orjson
-
 from ml_audit.canonical import RECORD_SCHEMA
 
 _COMMAND_OK: Any
@@ -55,6 +53,7 @@ def _copy_error(result: Any, encoding: str) -> Exception:
 
 
 __all__ = [
+    "FAST_HASHERS",
     "PREDICTION_EXPRESSIONS",
     "Registry",
     "copy_lines",
@@ -66,10 +65,24 @@ __all__ = [
     "read_registry",
 ]
 
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:  # the ``fast`` extra is absent: the fast hashers decline every line
+    _orjson = None
+
+#: Whether the fast hashers can answer (orjson installed); without them every line is hashed by
+#: the generic hasher of :mod:`ml_audit.sealing.tables`, with the same result, more slowly.
+FAST_HASHERS = _orjson is not None
+
 _sha256 = hashlib.sha256
-_loads = orjson.loads
-_dumps = orjson.dumps
-_SORT = orjson.OPT_SORT_KEYS
+if _orjson is not None:
+    _loads = _orjson.loads
+    _dumps = _orjson.dumps
+    _SORT = _orjson.OPT_SORT_KEYS
+    _JSON_ERROR: type[Exception] = _orjson.JSONDecodeError
+else:  # pragma: no cover - exercised where orjson is absent (tests reload the module)
+    _JSON_ERROR = ValueError
 _isfinite = math.isfinite
 
 #: Lines joined and decoded at once.
@@ -314,7 +327,7 @@ def prediction_fast(
     enter the cache), the canonical text searched for ``e+`` only when it holds a ``+`` besides
     the timestamp's."""
     model = registry[0].get(f[3])
-    if model is None:
+    if model is None or not FAST_HASHERS:
         return None
     features, output = f[10], f[13]
     if features is None:
@@ -410,7 +423,7 @@ def prediction_fast(
         if f[25]:  # the subject reference, as PredictionRecord.stored_fields: only when set
             fields["subject_ref"] = f[25]
         canonical = _dumps(fields, option=_SORT)
-    except (orjson.JSONDecodeError, TypeError, _Decline):
+    except (_JSON_ERROR, TypeError, _Decline):
         return None
     # The timestamp holds one "+": any other may be an exponent orjson wrote (e.g. an integer
     # beyond 64 bits, which it reads as a float).
@@ -423,7 +436,7 @@ def explanation_fast(f: Sequence[Any]) -> tuple[str, None] | None:
     """The content hash of an explanation line's fields (``EXPLANATION_COLUMNS`` order), as
     :func:`ml_audit.sealing.tables.explanation_hash` computes it, or ``None`` to use it."""
     payload = f[5]
-    if payload is None or "e-" in payload or "E-" in payload or "0.0000" in payload:
+    if not FAST_HASHERS or payload is None or not _plain_text(payload):
         return None
     generated_at, created_at = _iso(f[8]), _iso(f[9])
     if generated_at is None or created_at is None:
@@ -445,7 +458,7 @@ def explanation_fast(f: Sequence[Any]) -> tuple[str, None] | None:
             },
             option=_SORT,
         )
-    except (orjson.JSONDecodeError, TypeError):
+    except (_JSON_ERROR, TypeError):
         return None
     if b"e+" in canonical:
         return None

@@ -262,3 +262,38 @@ def test_a_worker_process_reports_what_one_process_reports(monkeypatch: Any) -> 
     assert set(findings(shared)) == {"changed_row"}
     assert findings(shared)["changed_row"]["count"] == 3
     assert shared.checked == alone.checked
+
+
+@postgres_only
+@pytest.mark.django_db
+@pytest.mark.usefixtures("sealing")
+def test_without_orjson_every_row_takes_the_generic_hasher_with_the_same_report(
+    monkeypatch: Any,
+) -> None:
+    """Where the ``fast`` extra is absent (pgcopy.FAST_HASHERS false) the fast hashers decline
+    every line and the verifier finds exactly what it finds with them."""
+    from ml_audit.sealing import pgcopy
+
+    _odd_trail()
+    events = populate(5)
+    seal_now()
+    with triggers_off() as cursor:
+        cursor.execute(
+            "UPDATE ml_audit_predictionevent SET decision_outcome = 'deny' WHERE id = %s",
+            [events[2].pk],
+        )
+    with_fast = verifier.verify()
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        registry = read_registry(cursor)
+    sql = f"SELECT {', '.join(PREDICTION_EXPRESSIONS)} FROM {PREDICTION.table} p" + member_join(
+        PREDICTION
+    )
+    lines = _copy_fields(sql)
+    assert any(prediction_fast(f, registry, {}) is not None for f in lines)
+    monkeypatch.setattr(pgcopy, "FAST_HASHERS", False)
+    assert all(prediction_fast(f, registry, {}) is None for f in lines)
+    without = verifier.verify()
+    assert findings(without) == findings(with_fast)
+    assert set(findings(without)) == {"changed_row"}
+    assert without.checked == with_fast.checked
