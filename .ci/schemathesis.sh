@@ -7,9 +7,10 @@
 # PYTHON is the interpreter of a virtualenv with ml_audit, the drf and openapi extras and
 # schemathesis (the CI venv). The script starts the tests project (tests.settings) on a free
 # loopback port with a SQLite file database in a temporary directory, creates a user holding
-# the API's read permissions (HTTP Basic: DRF's default authentication classes), records 30
-# predictions, 20 of them with explanations, places two legal holds and seals it all (two
-# seals), then runs schemathesis against /api/ml-audit/schema/ with the not_a_server_error
+# the API's read permissions and add_review (HTTP Basic: DRF's default authentication
+# classes), records 30 predictions, 24 naming a subject, 20 with explanations, places two legal
+# holds and seals it all (two seals), writes a schemathesis.toml that gives the subject report
+# a real subject's reference and the review endpoint a real prediction, then runs schemathesis against /api/ml-audit/schema/ with the not_a_server_error
 # check (all four phases: examples, coverage, fuzzing, stateful; SCHEMATHESIS_MAX_EXAMPLES per
 # operation, default 50), bounded by SCHEMATHESIS_TIMEOUT seconds (default 600; a run takes
 # about 4 minutes on 2 CPUs, most of it test generation). The server is stopped on exit. Exits
@@ -63,8 +64,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}},
 }
-# A sealing key, so that the seeded rows are sealed (seals/, predictions/{id}/seal/).
-ML_AUDIT = {"SEAL_KEY": "schemathesis-seal-key-not-secret-0123", "SEAL_KEY_ID": "fuzz"}
+# A sealing key, so that the seeded rows are sealed (seals/, predictions/{id}/seal/), and a
+# subject key, so that the seeded predictions name their subjects (subjects/{ref}/report/).
+ML_AUDIT = {
+    "SEAL_KEY": "schemathesis-seal-key-not-secret-0123",
+    "SEAL_KEY_ID": "fuzz",
+    "SUBJECT_KEY": "schemathesis-subject-key-not-secret-0123",
+}
 EOF
 export PYTHONPATH="$ROOT:$WORK${PYTHONPATH:+:$PYTHONPATH}"
 export DJANGO_SETTINGS_MODULE=schemathesis_settings
@@ -74,7 +80,7 @@ PASSWORD="schemathesis-not-secret"
 
 echo "schemathesis.sh: migrate and seed ($WORK)"
 "$PYTHON" -m django migrate --verbosity 0
-"$PYTHON" - "$USERNAME" "$PASSWORD" <<'EOF'
+"$PYTHON" - "$USERNAME" "$PASSWORD" "$WORK/schemathesis.toml" <<'EOF'
 import datetime as dt
 import sys
 
@@ -86,7 +92,7 @@ from django.contrib.auth.models import Permission, User
 
 from ml_audit.services import ActorPayload, attach_explanation, record_prediction_event
 
-username, password = sys.argv[1:3]
+username, password, config = sys.argv[1:4]
 user = User.objects.create_user(username, password=password)
 for codename in (
     "view_predictionevent",
@@ -95,6 +101,7 @@ for codename in (
     "view_legalhold",
     "view_review",  # with view_outcome: subjects/{ref}/report/
     "view_outcome",
+    "add_review",  # POST predictions/{id}/reviews/
 ):
     user.user_permissions.add(Permission.objects.get(codename=codename))
 
@@ -117,7 +124,10 @@ for i in range(30):
         environment=("prod", "staging")[i % 2],
         trace_id=f"{i:032x}",
         timestamp=t0 + dt.timedelta(minutes=i),
+        subject=f"applicant-{i % 4}" if i % 5 else None,
     )
+    if i == 1:
+        reviewed, subject_ref = event.pk, event.subject_ref
     if i % 3 != 2:
         attach_explanation(event, "shap", {"amount": i / 100}, f"explanation {i}")
 from ml_audit.retention import place_hold, release_hold
@@ -127,7 +137,21 @@ place_hold(reason="fuzz", created_by="seed", tenant_id="acme", reference="F-1")
 release_hold(place_hold(reason="fuzz", created_by="seed", everything=True), reason="done", created_by="seed")
 seal_pending(max_rows=20, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
 seal_pending(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
-print(f"schemathesis.sh: seeded 30 predictions, 2 holds and 2 seals for user {username!r}")
+# Path parameters the fuzzer cannot guess: a subject's reference, and a prediction to review
+# (the bodies, queries and headers of those operations are still generated).
+with open(config, "w") as file:
+    file.write(
+        "[[operations]]\n"
+        'include-path = "/api/ml-audit/subjects/{subject_ref}/report/"\n'
+        f'parameters = {{ "path.subject_ref" = "{subject_ref}" }}\n'
+        "[[operations]]\n"
+        'include-path = "/api/ml-audit/predictions/{id}/reviews/"\n'
+        f'parameters = {{ "path.id" = "{reviewed}" }}\n'
+    )
+print(
+    f"schemathesis.sh: seeded 30 predictions (24 naming one of 4 subjects), 2 holds and 2 seals"
+    f" for user {username!r}; {config}"
+)
 EOF
 
 PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
