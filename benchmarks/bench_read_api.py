@@ -808,7 +808,7 @@ def main() -> None:
         )
     else:
         print("'+floor' is the median minus the floor's (same access-log setting)")
-    header = f"{'case':<10}{'pagination':<12}{'log':<5}{'n':>5}{'median ms':>11}{'p90 ms':>9}"
+    header = f"{'case':<12}{'pagination':<12}{'log':<5}{'n':>5}{'median ms':>11}{'p90 ms':>9}"
     header += f"{'runs':>14}{'+floor':>8}"
     print(header + f"{'target':>8}  ok   {'queries':<13}{'db ms':>6}")
     for r in results:
@@ -818,7 +818,7 @@ def main() -> None:
         ok = {None: "-", True: "yes", False: "NO"}[r["within_target"]]
         runs_text = f"{min(r['run_medians_ms']):.1f}-{max(r['run_medians_ms']):.1f}"
         print(
-            f"{r['case']:<10}{r['pagination']:<12}{'on' if r['access_log'] else 'off':<5}"
+            f"{r['case']:<12}{r['pagination']:<12}{'on' if r['access_log'] else 'off':<5}"
             f"{r['requests']:>5}{r['median_ms']:>11.2f}{r['p90_ms']:>9.2f}{runs_text:>14}"
             f"{r['above_floor_ms']:>8.2f}{target_text:>8}"
             f"  {ok:<4} {queries_text:<13}{q['db_ms']:>6.2f}"
