@@ -457,10 +457,12 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
 
     The file ends where only NUL bytes remain: a mapped journal segment is preallocated and
     NUL-filled (:mod:`ml_audit.otel.journal`), and no line ever holds a raw NUL byte (JSON
-    escapes it). A line cut short by such padding comes without its padding and marked
-    ``unfinished``: it is the copy the process was making when it died, whose record was never
-    acknowledged (the append had not returned). NUL bytes with anything but NUL bytes after
-    them are an ordinary (invalid) line, read on as any other.
+    escapes it). A line holding NUL bytes with only padding after it comes without its padding
+    and marked ``unfinished``: it is the copy the process was making when it died, whose record
+    was never acknowledged (the append had not returned); appends are serialised, so only the
+    last copy can be unfinished, and a copy interrupted by ``kill -9`` can have holes (memcpy
+    need not store front to back). A line holding NUL bytes with other lines after it is an
+    ordinary (invalid) line, read on as any other.
     """
     os.lseek(fd, 0, os.SEEK_SET)
     offset = 0
@@ -471,11 +473,15 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
             if not data:
                 return
             number += 1
-            nul = data.find(0)
-            if nul >= 0 and _only_padding_left(handle, data, nul):
-                if nul:
-                    yield SpoolLine(number, offset, nul, data[:nul], True)
-                return
+            if data.find(0) >= 0:
+                # The copy need not be a prefix: memcpy may store a line's last bytes (even its
+                # newline) before its middle, so the unfinished copy is whatever precedes the
+                # padding, NUL gaps included.
+                end = len(data.rstrip(b"\0"))
+                if _only_padding_left(handle, data, end):
+                    if end:
+                        yield SpoolLine(number, offset, end, data[:end], True)
+                    return
             if len(data) < max_line_bytes or data.endswith(b"\n"):
                 yield SpoolLine(number, offset, len(data), data)
                 offset += len(data)

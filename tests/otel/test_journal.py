@@ -244,7 +244,14 @@ def test_the_reader_stops_at_padding_and_keeps_a_torn_line_apart(tmp_path: Path)
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":' + bytes(70_000))
     assert lines_in(path) == [b'{"a":1}\n', b'{"b":2}\n', b'{"c":']
     assert [line.unfinished for line in read_all(path)] == [False, False, True]
-    # NUL bytes followed by anything else are not padding: an invalid line, then more lines.
+    # memcpy may store a line's end before its middle: a copy with holes, with or without its
+    # newline, followed by padding is the unfinished copy too (never a 64 KiB unreadable line).
+    path.write_bytes(b'{"a":1}\n{"c":' + bytes(30) + b'tail"}' + bytes(70_000))
+    assert lines_in(path) == [b'{"a":1}\n', b'{"c":' + bytes(30) + b'tail"}']
+    assert [line.unfinished for line in read_all(path)] == [False, True]
+    path.write_bytes(b'{"a":1}\n{"c":' + bytes(30) + b'tail"}\n' + bytes(70_000))
+    assert [line.unfinished for line in read_all(path)] == [False, True]
+    # NUL bytes followed by other lines are not padding: an invalid line, then more lines.
     path.write_bytes(b'{"a":1}\n\x00\x00\n{"b":2}\n' + bytes(10))
     assert lines_in(path) == [b'{"a":1}\n', b"\x00\x00\n", b'{"b":2}\n']
     path.write_bytes(bytes(5000))

@@ -896,7 +896,7 @@ MAPPED_HOLDER = textwrap.dedent(
     """
     import sys, time
     from ml_audit.otel.journal import Journal
-    directory, cut = sys.argv[1], int(sys.argv[2])
+    directory, cut, tail = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     first, second, third = sys.stdin.buffer.read().splitlines(keepends=True)
     journal = Journal(directory, mapped=True)
     segment = journal.append(first)
@@ -904,20 +904,25 @@ MAPPED_HOLDER = textwrap.dedent(
     assert segment.map is not None
     # The copy of a third line, interrupted: what kill -9 leaves in the middle of an append.
     segment.map[segment.size : segment.size + cut] = third[:cut]
+    if tail:  # memcpy stored the line's last bytes (its newline too) before its middle
+        end = segment.size + len(third)
+        segment.map[end - tail : end] = third[-tail:]
     print(segment.path, flush=True)
     time.sleep(600)
     """
 )
 
 
+@pytest.mark.parametrize("tail", [0, 32], ids=["prefix", "with-holes"])
 def test_a_mapped_journal_of_a_killed_process_is_replayed_without_its_unfinished_line(
-    spool: Spool, caplog: pytest.LogCaptureFixture
+    spool: Spool, caplog: pytest.LogCaptureFixture, tail: int
 ) -> None:
     data = b"".join(
         encode_line(redacted(prediction_id=f"mapped-{i}"), latency_ms=1.0) for i in range(3)
     )
+    third = data.splitlines(keepends=True)[2]
     child = subprocess.Popen(
-        [sys.executable, "-c", MAPPED_HOLDER, str(spool.directory), "57"],
+        [sys.executable, "-c", MAPPED_HOLDER, str(spool.directory), "57", str(tail)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=ROOT,
@@ -942,7 +947,7 @@ def test_a_mapped_journal_of_a_killed_process_is_replayed_without_its_unfinished
     assert (result.files, result.inserted, result.unfinished, result.corrupt) == (1, 2, 1, 0)
     assert result.ok
     assert writer.ids == ["mapped-0", "mapped-1"]
-    assert "unfinished copy (57 bytes)" in caplog.text
+    assert f"unfinished copy ({len(third) if tail else 57} bytes)" in caplog.text
     assert list(spool.directory.iterdir()) == []  # nothing quarantined, nothing left
 
 
