@@ -473,10 +473,8 @@ def read_lines(fd: int, max_line_bytes: int) -> Iterator[SpoolLine]:
             if not data:
                 return
             number += 1
-            if data.find(0) >= 0:
-                # The copy need not be a prefix: memcpy may store a line's last bytes (even its
-                # newline) before its middle, so the unfinished copy is whatever precedes the
-                # padding, NUL gaps included.
+            if b"\0" in data:
+                # Whatever precedes the padding, holes included (see the docstring).
                 end = len(data.rstrip(b"\0"))
                 if _only_padding_left(handle, data, end):
                     if end:
