@@ -12,8 +12,9 @@
 # holds and seals it all (two seals), writes a schemathesis.toml that gives the subject report
 # a real subject's reference and the review endpoint a real prediction, then runs schemathesis
 # against /api/ml-audit/schema/ with the not_a_server_error check (all four phases: examples,
-# coverage, fuzzing, stateful; SCHEMATHESIS_MAX_EXAMPLES per operation, default 50), bounded by SCHEMATHESIS_TIMEOUT seconds (default 600; a run takes
-# about 4 minutes on 2 CPUs, most of it test generation). The server is stopped on exit. Exits
+# coverage, fuzzing, stateful; SCHEMATHESIS_MAX_EXAMPLES per operation, default 50), bounded
+# by SCHEMATHESIS_TIMEOUT seconds (default 600; a run takes about 4 minutes on 2 CPUs, most of
+# it test generation). The server is stopped on exit. Exits
 # non-zero on any server error.
 set -euo pipefail
 
